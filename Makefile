@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh machine (see README.md):
+#   make run    build the lesson and grade the bundled sample class in the sandbox
+#   make test   run the whole test suite
+# Both create the virtual environment .venv/ first when it is missing. Conda users who activated
+# the environment from environment.yml pass PYTHON=python to use it instead.
+
+PYTHON ?= .venv/bin/python
+VENV_READY := .venv/.installed
+
+ifeq ($(PYTHON),.venv/bin/python)
+ENV := $(VENV_READY)
+endif
+
+# mermaid (npm), which `python -m figures` runs in Chromium to draw the block diagrams.
+MERMAID := figures/mermaid/node_modules/.package-lock.json
+
+.PHONY: run test build figures check system-deps solution
+
+$(VENV_READY): requirements.txt
+	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version'
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+run: $(ENV) system-deps
+	$(PYTHON) -m grader build
+	$(PYTHON) -m grader grade
+
+solution: $(ENV)
+	$(PYTHON) -m grader build
+	$(PYTHON) -m grader run-solution
+
+test: $(ENV) system-deps $(MERMAID)
+	$(PYTHON) -m pytest
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(MERMAID): figures/mermaid/package-lock.json
+	npm ci --prefix figures/mermaid --ignore-scripts --no-audit --no-fund --loglevel=error
+
+build: $(ENV)
+	$(PYTHON) -m grader build
+
+check: $(ENV) $(MERMAID)
+	$(PYTHON) -m grader build --check
+	$(PYTHON) -m figures --check
+
+figures: $(ENV) $(MERMAID)
+	$(PYTHON) -m figures

@@ -1,0 +1,99 @@
+"""Command line: `python -m grader build | run-solution | grade`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import paths
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build, stale_files
+
+    try:
+        if args.check:
+            stale = stale_files()
+            if stale:
+                print("Stale generated files (run `python -m grader build`):", *stale, sep="\n  ")
+                return 1
+            print("All generated files are up to date.")
+            return 0
+        backups = build()
+    except BuildError as error:
+        print(f"build failed: {error}", file=sys.stderr)
+        return 2
+    for backup in backups:
+        print(f"note: a generated file had been edited by hand; your version is saved as {backup}")
+    print(f"Built {paths.SOURCE_DIR.as_posix()}/ and {paths.RELEASE_DIR.as_posix()}/")
+    return 0
+
+
+def cmd_run_solution(args: argparse.Namespace) -> int:
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+
+    from .execute import execute_notebook
+
+    notebook = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
+    if not notebook.is_file():
+        print(f"{notebook.relative_to(paths.REPO)} is missing: run `python -m grader build` first", file=sys.stderr)
+        return 2
+    try:
+        run = execute_notebook(notebook)
+    except CellExecutionError as error:
+        print(f"The solution notebook failed:\n{error}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / paths.NOTEBOOK_NAME.replace(".ipynb", "_solution.ipynb")
+    nbformat.write(run.notebook, saved)
+    images = sum("image/png" in o.get("data", {}) for c in run.notebook.cells for o in c.get("outputs", []))
+    print(f"Executed the solution notebook in {run.seconds:.1f} s ({images} plots); saved {saved}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .course import NbgraderError
+    from .grade import grade
+    from .sandbox import Limits, isolation_available
+    from .submissions import SubmissionError
+
+    if not isolation_available():
+        print("WARNING: bubblewrap namespaces are not available here; grading in the WEAKER fallback mode "
+              "(no filesystem or network isolation; verdicts are still computed outside the kernel).", file=sys.stderr)
+    limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout)
+    try:
+        grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits)
+    except (SubmissionError, NbgraderError) as error:
+        print(f"grading stopped: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="turn the lesson source into the nbgrader source and the student release")
+    build.add_argument("--check", action="store_true", help="only report generated files that are out of date")
+    build.set_defaults(func=cmd_build)
+    run = sub.add_parser("run-solution", help="execute the solution notebook in a real kernel, keeping its outputs")
+    run.add_argument("--out", default=str(paths.REPO / "out"), help="folder for the executed notebook (default: out/)")
+    run.set_defaults(func=cmd_run_solution)
+    grade = sub.add_parser("grade", help="autograde a class safely: sandboxed runs, nbgrader gradebook, feedback, CSVs")
+    grade.add_argument("submissions", nargs="?", type=Path, default=None,
+                       help="a folder or zip of STUDENT.ipynb files or STUDENT/ folders (default: the bundled sample class)")
+    grade.add_argument("--jobs", type=int, default=2, help="submissions run in parallel (default: 2)")
+    grade.add_argument("--out", default=str(paths.REPO / "out" / "grading"), help="workspace and reports (default: out/grading)")
+    grade.add_argument("--student", help="regrade only this student (the others keep their cached verdicts)")
+    grade.add_argument("--db", help="gradebook database URL (default: SQLite in the workspace)")
+    grade.add_argument("--cell-timeout", type=int, default=60, help="seconds one cell may run (default: 60)")
+    grade.add_argument("--notebook-timeout", type=int, default=600, help="seconds one notebook may run (default: 600)")
+    grade.set_defaults(func=cmd_grade)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+# Generated from solutions/w3d4_part1_diffusion_training_solution.py by `python -m grader build`: edit that file, not this one.
+"""W3D4 part 1, the pieces part 2 builds on: the noise schedule, noising, training and sampling.
+
+This module is the reference for part 1 of the day. Part 2 (the U-Net) imports `DiffusionModel`
+from here, and the training demo uses the schedule, the loop and the sampler. It imports only
+torch, einops and matplotlib so that a notebook can load it in a fraction of a second.
+
+Notation follows the DDPM paper (Ho et al., 2020): `beta_t` is the variance of the noise added at
+step t, `alpha_t = 1 - beta_t`, and `alpha_bar_t` is the product of `alpha_1 .. alpha_t`, so that
+`x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Union
+
+import torch as t
+from einops import rearrange
+from torch import nn
+
+BETA_START = 1e-4
+BETA_END = 0.02
+
+Device = Union[t.device, str]
+
+
+class NoiseSchedule(nn.Module):
+    """The linear variance schedule of DDPM: betas from 1e-4 to 0.02 over `max_steps` steps.
+
+    The tables are buffers, so `.to(device)` moves them along with a model. Index them with the
+    number of noise steps minus one: step 1 is the first noising step.
+    """
+
+    betas: t.Tensor
+    alphas: t.Tensor
+    alpha_bars: t.Tensor
+
+    def __init__(self, max_steps: int, device: Optional[Device] = None) -> None:
+        super().__init__()
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        self.max_steps = max_steps
+        betas = t.linspace(BETA_START, BETA_END, max_steps, device=device)
+        alphas = 1.0 - betas
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas", alphas)
+        self.register_buffer("alpha_bars", t.cumprod(alphas, dim=0))
+
+    def _lookup(self, table: t.Tensor, num_steps: Union[int, t.Tensor]) -> t.Tensor:
+        steps = t.as_tensor(num_steps, device=table.device)
+        if ((steps < 1) | (steps > self.max_steps)).any():
+            raise IndexError(f"num_steps must lie in 1..{self.max_steps}, got {steps.tolist()}")
+        return table[steps.long() - 1]
+
+    def beta(self, num_steps: Union[int, t.Tensor]) -> t.Tensor:
+        return self._lookup(self.betas, num_steps)
+
+    def alpha(self, num_steps: Union[int, t.Tensor]) -> t.Tensor:
+        return self._lookup(self.alphas, num_steps)
+
+    def alpha_bar(self, num_steps: Union[int, t.Tensor]) -> t.Tensor:
+        return self._lookup(self.alpha_bars, num_steps)
+
+    def __len__(self) -> int:
+        return self.max_steps
+
+    def extra_repr(self) -> str:
+        return f"max_steps={self.max_steps}, betas=linear({BETA_START}, {BETA_END})"
+
+
+def _per_image(values: t.Tensor) -> t.Tensor:
+    """(batch,) -> (batch, 1, 1, 1), to broadcast one number per image over its pixels."""
+    return rearrange(values, "b -> b 1 1 1")
+
+
+def noise_img(
+    img: t.Tensor, noise_schedule: NoiseSchedule, max_steps: Optional[int] = None
+) -> tuple[t.Tensor, t.Tensor, t.Tensor]:
+    """Jump each image straight to a random step of the forward process.
+
+    img: shape (batch, channels, height, width), pixel values in [-1, 1]
+    max_steps: draw steps from 1..max_steps (default: the whole schedule)
+    Returns (num_steps, noise, noised): num_steps (batch,) int64, noise and noised like img.
+    """
+    max_steps = len(noise_schedule) if max_steps is None else max_steps
+    num_steps = t.randint(1, max_steps + 1, (img.shape[0],), device=img.device)
+    noise = t.randn_like(img)
+    alpha_bar = _per_image(noise_schedule.alpha_bar(num_steps))
+    noised = alpha_bar.sqrt() * img + (1 - alpha_bar).sqrt() * noise
+    return num_steps, noise, noised
+
+
+def reconstruct(
+    noisy_img: t.Tensor, noise: t.Tensor, num_steps: t.Tensor, noise_schedule: NoiseSchedule
+) -> t.Tensor:
+    """Invert `noise_img` given the noise (or a model's prediction of it).
+
+    noisy_img, noise: shape (batch, channels, height, width); num_steps: shape (batch,)
+    Returns the estimate of the clean image, same shape as noisy_img.
+    """
+    alpha_bar = _per_image(noise_schedule.alpha_bar(num_steps))
+    return (noisy_img - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
+
+
+class DiffusionModel(nn.Module, ABC):
+    """A network that predicts the noise in a batch of noised images.
+
+    Subclasses set `img_shape` (channels, height, width) and leave `noise_schedule` as None until
+    training attaches the schedule the model was trained with (sampling needs the same one).
+    """
+
+    img_shape: tuple[int, ...]
+    noise_schedule: Optional[NoiseSchedule]
+
+    @abstractmethod
+    def forward(self, images: t.Tensor, num_steps: t.Tensor) -> t.Tensor:
+        """images: (batch, channels, height, width); num_steps: (batch,). Returns the predicted
+        noise, same shape as images."""
+
+
+@dataclass
+class TrainConfig:
+    """What `train` needs to know. `max_steps` is the length of the noise schedule."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    max_steps: int = 1000
+    seed: int = 0
+    time_budget_s: Optional[float] = None  # stop early, after the step that crosses it
+
+
+@dataclass
+class TrainLog:
+    """Loss per optimiser step, and the wall-clock seconds spent."""
+
+    losses: list[float]
+    seconds: float
+
+
+def _batches(data: t.Tensor, batch_size: int, generator: t.Generator) -> Iterator[t.Tensor]:
+    order = t.randperm(len(data), generator=generator)
+    for start in range(0, len(data), batch_size):
+        yield data[order[start : start + batch_size]]
+
+
+def train(
+    model: DiffusionModel,
+    trainset: t.Tensor,
+    config: TrainConfig = TrainConfig(),
+    on_step: Optional[Callable[[int, float], None]] = None,
+) -> TrainLog:
+    """Train `model` to predict the noise added by `noise_img` (the simplified DDPM loss).
+
+    trainset: shape (n, channels, height, width), values in [-1, 1]; it is moved to the model's
+    device. `on_step(step, loss)` is called after every optimiser step (a progress bar, say).
+    The schedule is attached to the model as `model.noise_schedule` for sampling later.
+    """
+    if trainset.ndim != 4 or tuple(trainset.shape[1:]) != tuple(model.img_shape):
+        raise ValueError(
+            f"trainset must have shape (n, {', '.join(map(str, model.img_shape))}), got {tuple(trainset.shape)}"
+        )
+    device = next(model.parameters()).device
+    schedule = NoiseSchedule(config.max_steps, device)
+    model.noise_schedule = schedule
+    data = trainset.to(device)
+    generator = t.Generator().manual_seed(config.seed)
+    t.manual_seed(config.seed)
+    optimiser = t.optim.Adam(model.parameters(), lr=config.lr)
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    for _ in range(config.epochs):
+        for images in _batches(data, config.batch_size, generator):
+            num_steps, noise, noised = noise_img(images, schedule)
+            loss = nn.functional.mse_loss(model(noised, num_steps), noise)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
+            if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
+                return TrainLog(losses, time.perf_counter() - start)
+    return TrainLog(losses, time.perf_counter() - start)
+
+
+@t.inference_mode()
+def sample(
+    model: DiffusionModel, n_samples: int, return_all_steps: bool = False, seed: Optional[int] = None
+) -> Union[t.Tensor, list[t.Tensor]]:
+    """Draw images with DDPM's Algorithm 2, from pure noise down to step 1.
+
+    Uses `sigma_t^2 = beta_t`. Returns (n_samples, channels, height, width), or with
+    `return_all_steps` the list of every intermediate batch, starting with the initial noise.
+    """
+    schedule = model.noise_schedule
+    if schedule is None:
+        raise ValueError("model.noise_schedule is None: train the model (or attach a schedule) first")
+    device = next(model.parameters()).device
+    generator = None if seed is None else t.Generator(device=device).manual_seed(seed)
+    model.eval()
+    x = t.randn((n_samples, *model.img_shape), device=device, generator=generator)
+    steps = [x]
+    for step in range(len(schedule), 0, -1):
+        num_steps = t.full((n_samples,), step, device=device, dtype=t.long)
+        beta, alpha, alpha_bar = schedule.beta(step), schedule.alpha(step), schedule.alpha_bar(step)
+        predicted_noise = model(x, num_steps)
+        mean = (x - beta / (1 - alpha_bar).sqrt() * predicted_noise) / alpha.sqrt()
+        if step > 1:
+            z = t.randn(x.shape, device=device, generator=generator)
+            x = mean + beta.sqrt() * z
+        else:
+            x = mean
+        if return_all_steps:
+            steps.append(x)
+    return steps if return_all_steps else x
+
+
+def show_images(images: t.Tensor, title: str = "", ncols: int = 8):
+    """Plot a batch (batch, channels, height, width) with values in [-1, 1] as a grid."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.2, nrows * 1.2), squeeze=False)
+    pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).float()
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, pixels):
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(rearrange(img, "c h w -> h w c"))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,153 @@
+"""Verdicts: run a normalised submission in the sandbox, then judge its probe data out here.
+
+A verdict is plain JSON (saved beside the course, never inside the sandbox), so a grading run that
+is killed can resume without re-running the submissions it already judged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+import nbformat
+
+from . import paths
+from .checks import Check, checks_for, seed_for
+from .sandbox import Limits, SandboxResult, run_notebook
+
+MAX_MESSAGE = 600
+TRUSTED_NAME = "_w3d4_trusted_tests"
+
+
+@dataclass
+class CheckResult:
+    check_id: str
+    grade_id: str
+    label: str
+    hidden: bool
+    passed: bool
+    message: str
+
+
+@dataclass
+class Verdict:
+    student_id: str
+    notebook_sha: str
+    isolation: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    cells: list[dict] = field(default_factory=list)  # the sandbox's per-cell status and outputs
+
+    def score(self, grade_id: str, points: float) -> float:
+        """Partial credit: the share of this cell's checks that passed, rounded to 0.01."""
+        mine = [c for c in self.checks if c.grade_id == grade_id]
+        return round(points * sum(c.passed for c in mine) / len(mine), 2) if mine else 0.0
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)  # atomic: a killed run never leaves half a verdict
+
+    @classmethod
+    def load(cls, path: Path) -> "Verdict | None":
+        try:
+            data = json.loads(path.read_text())
+            data["checks"] = [CheckResult(**c) for c in data["checks"]]
+            return cls(**data)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+
+@cache
+def trusted_tests():
+    """The grader's own copy of the tests module, loaded under a private name (never the one a
+    student notebook might have put in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(TRUSTED_NAME, paths.TESTS_MODULE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[TRUSTED_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def notebook_sha(nb: nbformat.NotebookNode) -> str:
+    """Identity of what gets executed: cell types and sources, in order (not outputs or metadata)."""
+    content = json.dumps([(c.cell_type, c.source) for c in nb.cells])
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def clean_message(text: str) -> str:
+    """Make text from inside the sandbox safe to show: printable, bounded, no spreadsheet formulas."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colours from tracebacks
+    text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text).strip()
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
+    """The trusted verdict for one check. Missing or malformed data is a failure, never a pass."""
+    label = check.describe()
+
+    def verdict(passed: bool, message: str) -> CheckResult:
+        return CheckResult(check.check_id, check.grade_id, label, check.hidden, passed, message)
+
+    if result is None:
+        return verdict(False, "This check produced no result (the notebook stopped the grader's code from running).")
+    if not result.get("ok"):
+        return verdict(False, clean_message(result.get("error", "the check failed")))
+    tests = trusted_tests()
+    try:
+        probe_and_judge = tests.TESTS[check.test]
+        probe_and_judge[1](result.get("data"), seed=seed, **check.kwargs)
+    except AssertionError as error:
+        return verdict(False, clean_message(str(error)))
+    except Exception as error:  # data that does not have the shape a probe returns: forged or broken
+        return verdict(False, f"The check's result was malformed ({type(error).__name__}).")
+    return verdict(True, "passed")
+
+
+def grade_notebook(
+    path: Path, student_id: str, secret: bytes, notes: list[str], limits: Limits = Limits(), slot: int = 0
+) -> Verdict:
+    """Execute the normalised notebook at `path` in the sandbox and judge every check."""
+    nb = nbformat.read(path, as_version=4)
+    release = nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
+    checks = checks_for(release)
+    seeds = {c.check_id: seed_for(secret, student_id, c) for c in checks}
+    # The graded cells' outputs are replaced by the verdicts, so running their tests in the kernel
+    # as well would only cost time.
+    graded = tuple(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    probes = [c.probe_request(seeds[c.check_id]) for c in checks]
+    notes = list(notes)
+    try:
+        run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=graded)
+    except Exception as error:  # the kernel would not start, the sandbox broke: no data, no points
+        run = SandboxResult(isolation="unknown", seconds=0.0, timed_out=False)
+        notes.append(f"The grader could not run this notebook ({type(error).__name__}: {clean_message(str(error))}); "
+                     "please tell your instructor.")
+    if run.restarts:
+        notes.append(f"The kernel was restarted {run.restarts} time(s) after a crash or a hang.")
+    if run.timed_out:
+        notes.append(f"The notebook ran longer than {limits.notebook_timeout_s} s and was stopped.")
+    for cell in run.cells:
+        if cell.get("status") == "timeout":
+            notes.append(f"Cell {cell.get('index')} ran longer than {limits.cell_timeout_s} s and was stopped.")
+        elif cell.get("status") == "died":
+            notes.append(f"Cell {cell.get('index')} crashed the kernel; it was restarted and grading went on.")
+    return Verdict(
+        student_id=student_id,
+        notebook_sha=notebook_sha(nb),
+        isolation=run.isolation,
+        seconds=round(run.seconds, 2),
+        notes=notes,
+        checks=[judge(c, seeds[c.check_id], run.probes.get(c.check_id)) for c in checks],
+        cells=run.cells,
+    )

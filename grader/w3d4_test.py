@@ -1,0 +1,1896 @@
+"""Visible tests for W3D4 part 2, the DDPM U-Net.
+
+The notebook calls one function per exercise, for example `test_groupnorm(GroupNorm, affine=True)`.
+Each prints one line starting with PASS, or raises an AssertionError whose message names the most
+likely mistake and how to fix it. No test needs a reference solution: numbers are compared with
+torch built-ins (`F.group_norm`, `F.scaled_dot_product_attention`, `F.conv_transpose2d`) where the
+lesson fixes the function, and otherwise with behaviour that every correct block has (the step
+embedding changes the output, the skip is concatenated, parameter counts follow the diagrams).
+
+Probe and judge
+---------------
+Every test is two functions, registered in `TESTS[name] = (probe, judge)`:
+
+    data = probe_groupnorm(GroupNorm, seed=SEED, affine=True)   # runs the student's code
+    summary = judge_groupnorm(data, seed=SEED, affine=True)      # decides; raises AssertionError
+
+- A probe takes the notebook objects named in `SUBJECTS[name]` (in that order), a `seed` and the
+  test's keyword arguments, plus an optional `device` (CUDA when available, else CPU). It builds
+  the objects, feeds them inputs that are a deterministic function of the seed, and returns a dict
+  of plain data only: dict (string keys), list, str, int, float, bool, None and CPU torch tensors.
+  It never raises for errors in student code: it records them under "error". It restores the
+  caller's random state and TF32 flags.
+- A judge is a pure function of that dict, the same seed and keyword arguments. It regenerates
+  every input, and every parameter the probe set, from the seed; it reads from the dict only the
+  student's outputs and measured facts (parameter counts, returned shapes, gradient flags, call
+  order). It returns the summary for the PASS line or raises AssertionError.
+- `test_x(...)` runs both in one process; an autograder can run the probe in a sandbox and the judge
+  elsewhere with the same seed. `NOTEBOOK_CALLS` lists the (name, kwargs) pairs that the notebook
+  runs, and `run_test(name, *subjects, seed=..., **kwargs)` runs one of them without printing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import linecache
+import math
+import os
+import sysconfig
+import traceback
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+SEED = 0
+TOL = 1e-4  # absolute and relative tolerance of float32 results against float64 references
+SILU_MIN = -0.27846454  # the minimum of x * sigmoid(x), reached at x = -1.2785
+PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeded inputs, shared by probes and judges
+# ---------------------------------------------------------------------------------------------
+
+
+def _stream(seed: int, tag: str) -> torch.Generator:
+    """A CPU generator for one named input, so that each input depends only on (seed, tag)."""
+    digest = hashlib.sha256(f"{seed}/{tag}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _randn(seed: int, tag: str, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, generator=_stream(seed, tag))
+
+
+def _uniform(seed: int, tag: str, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=_stream(seed, tag))
+
+
+def _randint(seed: int, tag: str, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randint(low, high, shape, generator=_stream(seed, tag))
+
+
+def _affine_params(seed: int, tag: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A per-channel weight near 1 and bias near 0, both (channels,)."""
+    return 1 + 0.5 * _randn(seed, tag + "/weight", (channels,)), 0.5 * _randn(seed, tag + "/bias", (channels,))
+
+
+def _projection_params(seed: int, tag: str, channels: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """name -> (weight (channels, channels), bias (channels,)) for W_Q, W_K, W_V and W_O.
+
+    The gain makes the attention weights clearly non-uniform, so wrong scalings show up."""
+    return {
+        name: (
+            1.5 * _randn(seed, f"{tag}/{name}/weight", (channels, channels)) / channels**0.5,
+            0.3 * _randn(seed, f"{tag}/{name}/bias", (channels,)),
+        )
+        for name in PROJECTIONS
+    }
+
+
+def _loss_weights(seed: int, tag: str, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Random weights for the backward pass: a plain sum would vanish after a normalisation."""
+    return [_randn(seed, f"{tag}/grad{i}", shape) for i, shape in enumerate(shapes)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Probe machinery
+# ---------------------------------------------------------------------------------------------
+
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(path)
+    for path in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], os.path.dirname(torch.__file__)}
+)
+
+
+def _is_student_frame(frame) -> bool:
+    filename = frame.f_code.co_filename
+    if filename.startswith("<") and "frozen" not in filename:
+        return True  # code built from a string: a notebook cell or exec
+    path = os.path.realpath(filename)
+    return path != os.path.realpath(__file__) and not path.startswith(_LIBRARY_DIRS) and "-packages" not in path
+
+
+def _owner(qualname: str) -> str:
+    """'GroupNorm.forward' -> 'GroupNorm'; 'swish' -> 'swish'; '<locals>' parts are skipped."""
+    parts = [part for part in qualname.split(".") if part != "<locals>"]
+    return parts[-2] if len(parts) >= 2 else parts[-1]
+
+
+def _short_qualname(qualname: str) -> str:
+    """'make.<locals>.GroupNorm.forward' -> 'GroupNorm.forward'."""
+    return ".".join([part for part in qualname.split(".") if part != "<locals>"][-2:])
+
+
+def _describe_error(exc: Exception) -> dict[str, str]:
+    """Plain description of an exception: its type, message, and the student code that raised it."""
+    frames = [(frame, line) for frame, line in traceback.walk_tb(exc.__traceback__) if _is_student_frame(frame)]
+    origin = function = code = ""
+    if frames:
+        frame, line = frames[-1]
+        origin, function = _owner(frame.f_code.co_qualname), _short_qualname(frame.f_code.co_qualname)
+        code = linecache.getline(frame.f_code.co_filename, line).strip()
+    return {"type": type(exc).__name__, "message": str(exc)[:600], "origin": origin, "function": function, "code": code}
+
+
+@contextlib.contextmanager
+def _controlled_state(seed: int) -> Iterator[None]:
+    """Seed torch for the student's initialisers; afterwards restore the caller's random state and
+    TF32 flags. TF32 is off so that CUDA results are as exact as CPU ones."""
+    cuda = torch.cuda.is_available()
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        torch.manual_seed(int.from_bytes(hashlib.sha256(f"{seed}/init".encode()).digest()[:4], "little"))
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+def _probe(run: Callable[[dict, str], None], seed: int, device: Optional[str]) -> dict:
+    """Run one probe body; an exception from student code ends it and is recorded as plain data.
+
+    `run(data, device)` fills `data`, setting data["stage"] before each call into student code."""
+    data: dict[str, Any] = {"stage": "starting"}
+    with _controlled_state(seed):
+        try:
+            run(data, str(device or default_device()))
+        except Exception as exc:  # student code may raise anything; the judge explains it
+            data["error"] = _describe_error(exc)
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """A returned tensor as a detached CPU tensor, anything else as a short description."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu").as_subclass(torch.Tensor).clone()
+    return f"a {type(value).__name__}"
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _param_shapes(module: nn.Module) -> list[list]:
+    """[name, shape] of every parameter."""
+    return [[name, list(p.shape)] for name, p in module.named_parameters()]
+
+
+def _backward(module: nn.Module, outputs: list[torch.Tensor], seed: int, tag: str) -> list[str]:
+    """Backpropagate a seeded weighted sum of the outputs; return the parameters left without grad."""
+    module.zero_grad(set_to_none=True)
+    weights = _loss_weights(seed, tag, [tuple(out.shape) for out in outputs])
+    loss = sum((out * w.to(out.device)).sum() for out, w in zip(outputs, weights))
+    loss.backward()
+    return [name for name, p in module.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return all(hasattr(module, name) for name in PROJECTIONS)
+
+
+def _set_projections(attention: nn.Module, weights: dict, channels: int) -> str:
+    """Load seeded projections into a SelfAttention that follows the lesson's contract.
+
+    Returns "" on success, else what breaks the contract."""
+    for name in PROJECTIONS:
+        layer = getattr(attention, name, None)
+        is_linear = isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (channels, channels)
+        is_conv = (
+            isinstance(layer, nn.Conv2d)
+            and (layer.in_channels, layer.out_channels, layer.kernel_size) == (channels, channels, (1, 1))
+            and layer.stride == (1, 1)
+            and layer.padding == (0, 0)
+            and layer.groups == 1
+            and layer.dilation == (1, 1)
+        )
+        if layer is None:
+            return f"it has no attribute {name}"
+        if not (is_linear or is_conv):
+            return f"{name} is {layer!r}"
+        if layer.bias is None:
+            return f"{name} has no bias"
+    with torch.no_grad():
+        for name in PROJECTIONS:
+            layer = getattr(attention, name)
+            weight, bias = weights[name]
+            layer.weight.copy_(weight.reshape(layer.weight.shape))
+            layer.bias.copy_(bias)
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Judge machinery
+# ---------------------------------------------------------------------------------------------
+
+
+def _judge(judge: Callable[..., str]) -> Callable[..., str]:
+    """Turn a malformed probe result (missing keys, wrong types) into an AssertionError."""
+
+    @functools.wraps(judge)
+    def checked(data: dict, **kwargs) -> str:
+        if not isinstance(data, dict):
+            raise AssertionError(f"the probe returned a {type(data).__name__}, not a dict")
+        try:
+            return judge(data, **kwargs)
+        except AssertionError:
+            raise
+        except Exception as exc:
+            raise AssertionError(
+                f"the probe's result is incomplete or malformed ({type(exc).__name__}: {exc})"
+            ) from None
+
+    return checked
+
+
+_HINTS = {
+    "AssertionError": "One of your own asserts failed.",
+    "AttributeError": "Check that every attribute you use is set in __init__, with the same name.",
+    "TypeError": "Check the arguments of your calls against the signatures in the docstrings.",
+}
+_SHAPE_HINT = "Print the shape of each intermediate tensor and compare it with the docstrings."
+_DTYPE_HINT = (
+    "A tensor has an unexpected dtype. The steps arrive as integers (int64): convert them with .float() "
+    "before combining them with float tensors."
+)
+
+
+def _raise_probe_error(data: dict, subject: str) -> None:
+    """If the probe recorded an exception, explain it (a stub says it is not implemented yet)."""
+    error = data.get("error")
+    if error is None:
+        return
+    kind, origin = str(error["type"]), str(error["origin"])
+    if kind == "NotImplementedError":
+        who = origin or subject
+        used_by = "" if who == subject else f" ({subject} uses it)"
+        raise AssertionError(
+            f"{who} is not implemented yet{used_by}: write its code in place of `raise NotImplementedError()`."
+        )
+    message = str(error["message"])
+    hint = _HINTS.get(kind, _SHAPE_HINT)
+    if "Long" in message or "dtype" in message or "scalar type" in message:
+        hint = _DTYPE_HINT
+    where = f" in {error['function']}" if error["function"] else ""
+    code = f"\n    {error['code']}" if error["code"] else ""
+    raise AssertionError(f"{subject} raised {kind}{where} while {data['stage']}:{code}\n{message}\n{hint}")
+
+
+def _fmt(shape) -> str:
+    """A shape as Python writes a tuple: (2, 8) or (8,)."""
+    return str(tuple(int(n) for n in shape))
+
+
+def _tensor(data: dict, key: str, what: str, shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+    """A student output from the probe, as float64 on the CPU, checked for shape and finiteness."""
+    return _as_tensor(data[key], what, shape)
+
+
+def _as_tensor(value: Any, what: str, shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+    if isinstance(value, str):
+        raise AssertionError(f"{what} is {value}, not a tensor. Did you forget to return it?")
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} is a {type(value).__name__}")
+    value = value.detach().to("cpu", torch.float64)
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise AssertionError(f"{what} has shape {_fmt(value.shape)}, expected {_fmt(shape)}.")
+    if not torch.isfinite(value).all():
+        raise AssertionError(f"{what} contains NaN or inf.")
+    return value
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, tol: float = TOL) -> bool:
+    return actual.shape == expected.shape and bool(((actual - expected).abs() <= tol * (1 + expected.abs())).all())
+
+
+def _max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return (actual - expected).abs().max().item()
+
+
+def _first_match(actual: torch.Tensor, candidates, tol: float = TOL) -> Optional[str]:
+    """The message of the first known mistake, given as (compute, message), that `actual` matches."""
+    for compute, message in candidates:
+        if _close(actual, compute(), tol):
+            return message
+    return None
+
+
+def _module_names(parameter_names: list, limit: int = 6) -> str:
+    """'attention.norm.weight', 'attention.norm.bias' -> 'attention.norm', at most `limit` of them."""
+    modules = list(dict.fromkeys(str(name).rpartition(".")[0] or str(name) for name in parameter_names))
+    more = f" and {len(modules) - limit} more" if len(modules) > limit else ""
+    return ", ".join(modules[:limit]) + more
+
+
+def _check_no_missing_grads(data: dict, key: str, subject: str) -> None:
+    missing = list(data[key])
+    if missing:
+        raise AssertionError(
+            f"No gradient reaches the parameters of {_module_names(missing)} in {subject}: these layers are "
+            "created but never used in forward."
+        )
+
+
+def _format_params(shapes: list, limit: int = 24) -> str:
+    """One line per parameter, or per top-level module (with its parameter count) when there are many."""
+    if len(shapes) <= limit:
+        return "\n    ".join(f"{name} {_fmt(shape)}" for name, shape in shapes)
+    totals: dict[str, int] = {}
+    for name, shape in shapes:
+        totals[str(name).split(".")[0]] = totals.get(str(name).split(".")[0], 0) + math.prod(shape)
+    return "\n    ".join(f"{name}: {total:,}" for name, total in totals.items())
+
+
+def _check_param_count(found: int, expected: int, subject: str, shapes: list, known: dict[int, str]) -> None:
+    """Compare parameter counts; `known` maps a difference (found - expected) to its likely cause."""
+    if found == expected:
+        return
+    diff = found - expected
+    cause = known.get(diff, "Compare your layers with the diagram (nn.Conv2d and nn.Linear keep their default bias).")
+    raise AssertionError(
+        f"{subject} has {found:,} parameters, the diagram implies {expected:,} ({diff:+,}). {cause}\n"
+        f"Your parameters:\n    {_format_params(shapes)}"
+    )
+
+
+def _changes(a: torch.Tensor, b: torch.Tensor, threshold: float = 1e-4) -> bool:
+    return _max_error(a, b) > threshold
+
+
+# Parameter counts implied by the diagrams (convolutions and linear layers with bias).
+
+
+def _conv_params(c_in: int, c_out: int, kernel: int) -> int:
+    return c_out * c_in * kernel * kernel + c_out
+
+
+def _linear_params(n_in: int, n_out: int) -> int:
+    return n_out * n_in + n_out
+
+
+def _shortcut_params(c_in: int, c_out: int) -> int:
+    return _conv_params(c_in, c_out, 1) if c_in != c_out else 0
+
+
+def _residual_params(c_in: int, c_out: int, emb: int) -> int:
+    norms = 2 * 2 * c_out
+    return (
+        _conv_params(c_in, c_out, 3)
+        + _conv_params(c_out, c_out, 3)
+        + norms
+        + _linear_params(emb, c_out)
+        + _shortcut_params(c_in, c_out)
+    )
+
+
+def _attention_block_params(channels: int) -> int:
+    return 4 * _linear_params(channels, channels) + 2 * channels
+
+
+def _down_params(c_in: int, c_out: int, emb: int, downsample: bool) -> int:
+    down = _conv_params(c_out, c_out, 4) if downsample else 0
+    return (
+        _residual_params(c_in, c_out, emb) + _residual_params(c_out, c_out, emb) + _attention_block_params(c_out) + down
+    )
+
+
+def _up_params(dim_in: int, dim_out: int, emb: int, upsample: bool) -> int:
+    up = _conv_params(dim_in, dim_in, 4) if upsample else 0
+    return (
+        _residual_params(2 * dim_out, dim_in, emb)
+        + _residual_params(dim_in, dim_in, emb)
+        + _attention_block_params(dim_in)
+        + up
+    )
+
+
+def _mid_params(channels: int, emb: int) -> int:
+    return 2 * _residual_params(channels, channels, emb) + _attention_block_params(channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# GroupNorm
+# ---------------------------------------------------------------------------------------------
+
+GN_SHAPE = (3, 8, 4, 6)  # batch, channels, height != width
+GN_GROUPS = (1, 2, 8)  # one group, some, one per channel
+GN_DEFAULT_EPS = 1e-5
+GN_EPS_SHAPE = (2, 4, 2, 3)
+GN_EPS_GROUPS = 2
+GN_EPS = 1e-3  # comparable to the variance of the eps input, so where eps goes matters
+
+
+def _groupnorm_input(seed: int, groups: int) -> torch.Tensor:
+    """(3, 8, 4, 6) with a different scale and offset per channel, so channel grouping matters."""
+    channels = GN_SHAPE[1]
+    scale = _uniform(seed, f"groupnorm/scale{groups}", (1, channels, 1, 1), 0.5, 3.0)
+    shift = 2 * _randn(seed, f"groupnorm/shift{groups}", (1, channels, 1, 1))
+    return _randn(seed, f"groupnorm/x{groups}", GN_SHAPE) * scale + shift
+
+
+def _groupnorm_eps_input(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x = mean + std * (+1/-1 pattern, half of each per group), so each (example, group) has exactly
+    this mean and biased std. Returns x, mean, std, all (2, 4, 2, 3); std is 0.02 to 0.05."""
+    batch, channels, height, width = GN_EPS_SHAPE
+    groups, per_group = GN_EPS_GROUPS, channels // GN_EPS_GROUPS
+    size = per_group * height * width
+    signs = torch.tensor([1.0, -1.0]).repeat_interleave(size // 2)
+    order = torch.argsort(torch.rand(batch * groups, size, generator=_stream(seed, "groupnorm/eps/order")), dim=-1)
+    pattern = rearrange(signs[order], "(b g) (c h w) -> b (g c) h w", b=batch, c=per_group, h=height)
+    spread = lambda v: repeat(v, "b g -> b (g c) h w", c=per_group, h=height, w=width)
+    mean = spread(_uniform(seed, "groupnorm/eps/mean", (batch, groups), -1.0, 1.0))
+    std = spread(_uniform(seed, "groupnorm/eps/std", (batch, groups), 0.02, 0.05))
+    return mean + std * pattern, mean, std
+
+
+def _groupnorm_affine(seed: int, tag: str, affine: bool):
+    return _affine_params(seed, f"groupnorm/{tag}", GN_SHAPE[1]) if affine else (None, None)
+
+
+def _set_affine(norm: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> bool:
+    params = (getattr(norm, "weight", None), getattr(norm, "bias", None))
+    if not all(isinstance(p, nn.Parameter) and tuple(p.shape) == tuple(weight.shape) for p in params):
+        return False
+    with torch.no_grad():
+        params[0].copy_(weight)
+        params[1].copy_(bias)
+    return True
+
+
+def probe_groupnorm(GroupNorm, seed: int = SEED, affine: bool = True, device: Optional[str] = None) -> dict:
+    channels = GN_SHAPE[1]
+
+    def run(data: dict, device: str) -> None:
+        for groups in GN_GROUPS:
+            data["stage"] = f"building GroupNorm({groups}, {channels}, affine={affine})"
+            norm = GroupNorm(groups, channels, affine=affine)
+            data[f"params_{groups}"] = _count(norm)
+            if affine:
+                data[f"affine_set_{groups}"] = _set_affine(norm, *_groupnorm_affine(seed, str(groups), True))
+            data["stage"] = f"running GroupNorm({groups}, {channels}) on an input of shape {_fmt(GN_SHAPE)}"
+            with torch.no_grad():
+                data[f"out_{groups}"] = _plain(norm.to(device)(_groupnorm_input(seed, groups).to(device)))
+        data["stage"] = f"building GroupNorm({GN_EPS_GROUPS}, 4, eps={GN_EPS}, affine={affine})"
+        norm = GroupNorm(GN_EPS_GROUPS, GN_EPS_SHAPE[1], eps=GN_EPS, affine=affine)
+        if affine:
+            data["affine_set_eps"] = _set_affine(norm, *_affine_params(seed, "groupnorm/eps", GN_EPS_SHAPE[1]))
+        data["stage"] = f"running GroupNorm({GN_EPS_GROUPS}, 4, eps={GN_EPS}) on an input of shape {_fmt(GN_EPS_SHAPE)}"
+        with torch.no_grad():
+            data["out_eps"] = _plain(norm.to(device)(_groupnorm_eps_input(seed)[0].to(device)))
+
+    return _probe(run, seed, device)
+
+
+def _with_affine(normed: torch.Tensor, weight, bias) -> torch.Tensor:
+    if weight is None:
+        return normed
+    return normed * rearrange(weight, "c -> c 1 1") + rearrange(bias, "c -> c 1 1")
+
+
+def _groupnorm_mistakes(x: torch.Tensor, groups: int, weight, bias, eps: float) -> list:
+    """Known mistakes as (compute, message): each computes what that mistake would output."""
+    batch, channels, height, width = x.shape
+    n = channels // groups * height * width
+    affine = lambda normed: _with_affine(normed, weight, bias)
+    regroup = lambda y, pattern: rearrange(y, pattern, g=groups)
+    mix_batch = lambda y: rearrange(y, "b c h w -> 1 c (b h) w")
+    unmix_batch = lambda y: rearrange(y, "1 c (b h) w -> b c h w", b=batch)
+    mistakes = []
+    if weight is not None:
+        mistakes.append(
+            (
+                lambda: F.group_norm(x, groups, eps=eps),
+                "Your output is the normalised input without the affine step: when affine is true, multiply by "
+                "self.weight and add self.bias (one value per channel) after normalising.",
+            )
+        )
+    mistakes.append(
+        (
+            lambda: affine(math.sqrt((n - 1) / n) * F.group_norm(x, groups, eps=eps * (n - 1) / n)),
+            f"Your output equals the reference times sqrt((N-1)/N) with N = {n} values per group: you used the "
+            "unbiased variance (dividing by N-1). Use the biased one, var(..., unbiased=False), as torch does.",
+        )
+    )
+    if 1 < groups < channels:
+        mistakes.append(
+            (
+                lambda: affine(
+                    regroup(
+                        F.group_norm(regroup(x, "b (c g) h w -> b (g c) h w"), groups, eps=eps),
+                        "b (g c) h w -> b (c g) h w",
+                    )
+                ),
+                "Your groups are not adjacent channels: splitting with '(c g)' puts channels i, i+g, i+2g, ... in "
+                "one group. Split with 'b (g c) h w -> b g c h w' so each group holds neighbouring channels.",
+            )
+        )
+    if groups < channels:
+        mistakes.append(
+            (
+                lambda: affine(F.group_norm(x, channels, eps=eps)),
+                "You normalise each channel on its own (instance norm): take one mean and variance over all the "
+                "channels of a group together with height and width.",
+            )
+        )
+    if groups > 1:
+        mistakes.append(
+            (
+                lambda: affine(F.group_norm(x, 1, eps=eps)),
+                "You take one mean and variance over all channels: num_groups is ignored. Split the channels "
+                "into num_groups groups.",
+            )
+        )
+    mistakes += [
+        (
+            lambda: affine(unmix_batch(F.group_norm(mix_batch(x), groups, eps=eps))),
+            "Your statistics mix the examples of the batch: reduce over the channels of a group, height and "
+            "width of each example separately, never over the batch dimension.",
+        ),
+        (
+            lambda: affine(F.batch_norm(x, None, None, training=True, eps=eps)),
+            "You compute batch statistics (per channel over the batch): group norm keeps every example "
+            "separate and pools the channels of each group.",
+        ),
+    ]
+    return mistakes
+
+
+def _groupnorm_eps_mistakes(x, mean, std, weight, bias) -> list:
+    affine = lambda normed: _with_affine(normed, weight, bias)
+    return [
+        (
+            lambda: affine((x - mean) / (std + GN_EPS)),
+            "eps is added outside the square root: divide by sqrt(var + eps), with eps inside the square root.",
+        ),
+        (
+            lambda: F.group_norm(x, GN_EPS_GROUPS, weight, bias, eps=GN_DEFAULT_EPS),
+            f"Your GroupNorm ignores the eps argument (built with eps={GN_EPS}, it behaves as eps=1e-5): "
+            "store eps in __init__ and use it.",
+        ),
+        (
+            lambda: affine((x - mean) / std),
+            "Your GroupNorm adds no eps: divide by sqrt(var + eps).",
+        ),
+    ]
+
+
+@_judge
+def judge_groupnorm(data: dict, seed: int = SEED, affine: bool = True) -> str:
+    _raise_probe_error(data, "GroupNorm")
+    channels = GN_SHAPE[1]
+    for groups in GN_GROUPS:
+        count = int(data[f"params_{groups}"])
+        if not affine and count:
+            raise AssertionError(f"GroupNorm(affine=False) should have no parameters, yours has {count}.")
+        if affine and (count != 2 * channels or not data[f"affine_set_{groups}"]):
+            raise AssertionError(
+                "GroupNorm(affine=True) needs learnable parameters self.weight and self.bias, each of shape "
+                f"(num_channels,) = ({channels},), and no others (found {count} parameters)."
+            )
+    for groups in GN_GROUPS:
+        x = _groupnorm_input(seed, groups).double()
+        weight, bias = (p if p is None else p.double() for p in _groupnorm_affine(seed, str(groups), affine))
+        out = _tensor(data, f"out_{groups}", f"The output of GroupNorm({groups}, {channels})", GN_SHAPE)
+        expected = F.group_norm(x, groups, weight, bias, eps=GN_DEFAULT_EPS)
+        if not _close(out, expected):
+            cause = _first_match(out, _groupnorm_mistakes(x, groups, weight, bias, GN_DEFAULT_EPS)) or (
+                "Check the mean and biased variance per (example, group), eps inside the square root, and the "
+                "per-channel weight and bias."
+            )
+            raise AssertionError(
+                f"GroupNorm({groups}, {channels}) differs from torch.nn.GroupNorm by up to "
+                f"{_max_error(out, expected):.3g} on an input of shape {_fmt(GN_SHAPE)}. {cause}"
+            )
+    if affine and not data["affine_set_eps"]:
+        raise AssertionError("GroupNorm(2, 4, affine=True) needs self.weight and self.bias of shape (4,).")
+    x, mean, std = (v.double() for v in _groupnorm_eps_input(seed))
+    weight, bias = (
+        (p.double() for p in _affine_params(seed, "groupnorm/eps", GN_EPS_SHAPE[1])) if affine else (None, None)
+    )
+    out = _tensor(data, "out_eps", f"The output of GroupNorm(2, 4, eps={GN_EPS})", GN_EPS_SHAPE)
+    expected = F.group_norm(x, GN_EPS_GROUPS, weight, bias, eps=GN_EPS)
+    if not _close(out, expected):
+        cause = _first_match(out, _groupnorm_eps_mistakes(x, mean, std, weight, bias)) or "Check how you use eps."
+        raise AssertionError(
+            f"GroupNorm(2, 4, eps={GN_EPS}) differs from torch.nn.GroupNorm by up to {_max_error(out, expected):.3g} "
+            f"on an input whose groups have a variance close to eps. {cause}"
+        )
+    weights = " with random weight and bias" if affine else ""
+    return f"matches torch.nn.GroupNorm{weights} for 1, 2 and 8 groups (H != W), with eps inside the square root"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sinusoidal step embeddings
+# ---------------------------------------------------------------------------------------------
+
+EMB_SIZES = (16, 10)
+EMB_BATCH = 12
+EMB_TOL = 2e-3  # float32 angles of up to 1000 radians carry errors near 1e-4
+
+
+def _embedding_steps(seed: int) -> torch.Tensor:
+    """(12,) int64 steps: 0 first (sin 0 = 0, cos 0 = 1 reveal the layout), then random up to 999."""
+    return torch.cat([torch.zeros(1, dtype=torch.long), _randint(seed, "embedding/steps", 1, 1000, (EMB_BATCH - 1,))])
+
+
+def _frequency_conventions(size: int) -> dict[str, torch.Tensor]:
+    """Both common ways to space the size/2 frequencies, as (size/2,) float64 tensors."""
+    k = torch.arange(size // 2, dtype=torch.float64)
+    return {
+        "1/10000^(2k/d)": 10000.0 ** (-2 * k / size),
+        "exp(-ln(10000) k/(d/2-1))": torch.exp(-math.log(10000) * k / (size // 2 - 1)),
+    }
+
+
+def _sin_cos(steps: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """(batch,), (d/2,) -> (batch, d): all the sines, then all the cosines."""
+    angles = steps.double()[:, None] * frequencies[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _matched_columns(actual: torch.Tensor, expected: torch.Tensor) -> int:
+    """How many columns of `expected` are matched by distinct columns of `actual`, in any order."""
+    distance = (actual.T[:, None, :] - expected.T[None, :, :]).abs().amax(dim=-1)
+    used: set[int] = set()
+    for row in distance:
+        free = [j for j in (row < EMB_TOL).nonzero().flatten().tolist() if j not in used]
+        if free:
+            used.add(free[0])
+    return len(used)
+
+
+def probe_sinusoidal_embeddings(SinusoidalPositionEmbeddings, seed: int = SEED, device: Optional[str] = None) -> dict:
+    def run(data: dict, device: str) -> None:
+        steps = _embedding_steps(seed).to(device)
+        for size in EMB_SIZES:
+            data["stage"] = f"building SinusoidalPositionEmbeddings({size})"
+            embed = SinusoidalPositionEmbeddings(size)
+            data[f"params_{size}"] = sum(p.numel() for p in embed.parameters() if p.requires_grad)
+            data["stage"] = f"embedding int64 steps of shape ({EMB_BATCH},) with SinusoidalPositionEmbeddings({size})"
+            with torch.no_grad():
+                data[f"out_{size}"] = _plain(embed.to(device)(steps))
+
+    return _probe(run, seed, device)
+
+
+def _explain_embedding(out: torch.Tensor, steps: torch.Tensor, size: int) -> str:
+    half = size // 2
+    first = out[0]  # step 0
+    zeros = int((first.abs() < EMB_TOL).sum())
+    ones = int(((first - 1).abs() < EMB_TOL).sum())
+    best = max(_matched_columns(out, _sin_cos(steps, f)) for f in _frequency_conventions(size).values())
+    if zeros == size:
+        return (
+            "At step 0 every entry is 0, but cos(0) = 1: half of the embedding must be cosines "
+            "(you have only sines)."
+        )
+    if ones == size:
+        return (
+            "At step 0 every entry is 1, but sin(0) = 0: half of the embedding must be sines (you have only cosines)."
+        )
+    if zeros == half and ones == half:
+        return (
+            f"At step 0 you have {half} zeros and {half} ones, as sines and cosines should, but {size - best} of "
+            f"{size} columns match no sin(w_k s) or cos(w_k s): the frequencies are wrong. Use "
+            "w_k = 1 / 10000^(2k/d) for k = 0, ..., d/2 - 1, the same frequency for a sine and its cosine."
+        )
+    return (
+        f"Only {best} of {size} columns match a sin(w_k s) or cos(w_k s) with w_k = 1 / 10000^(2k/d). Each "
+        "frequency needs one sine and one cosine; any order of the columns is fine."
+    )
+
+
+@_judge
+def judge_sinusoidal_embeddings(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "SinusoidalPositionEmbeddings")
+    steps = _embedding_steps(seed)
+    found = set()
+    for size in EMB_SIZES:
+        if data[f"params_{size}"]:
+            raise AssertionError(
+                f"SinusoidalPositionEmbeddings({size}) has {data[f'params_{size}']} trainable parameters; the "
+                "embedding is fixed. Store the frequencies with self.register_buffer."
+            )
+        out = _tensor(data, f"out_{size}", f"SinusoidalPositionEmbeddings({size}) output", (EMB_BATCH, size))
+        matches = [
+            name
+            for name, f in _frequency_conventions(size).items()
+            if _matched_columns(out, _sin_cos(steps, f)) == size
+        ]
+        if not matches:
+            raise AssertionError(
+                f"SinusoidalPositionEmbeddings({size}) is wrong for steps {steps.tolist()}. "
+                + _explain_embedding(out, steps, size)
+            )
+        found.add(matches[0])
+    return (
+        f"sines and cosines of the steps with frequencies {' / '.join(sorted(found))}, "
+        f"for embedding sizes {EMB_SIZES[0]} and {EMB_SIZES[1]}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Swish / SiLU
+# ---------------------------------------------------------------------------------------------
+
+SWISH_SHAPE = (2, 3, 4, 5)
+SWISH_EXTREMES = (-100.0, -30.0, -5.0, -1.0, 0.0, 1.0, 5.0, 30.0, 100.0)
+
+
+def _swish_input(seed: int) -> torch.Tensor:
+    return 4 * _randn(seed, "swish/x", SWISH_SHAPE)
+
+
+def probe_swish(swish, SiLU, seed: int = SEED, device: Optional[str] = None) -> dict:
+    def run(data: dict, device: str) -> None:
+        x = _swish_input(seed).to(device)
+        original = x.clone()
+        data["stage"] = f"calling swish on a tensor of shape {_fmt(SWISH_SHAPE)}"
+        data["out"] = _plain(swish(x))
+        data["input_unchanged"] = bool(torch.equal(x, original))
+        data["stage"] = f"calling swish on the values {list(SWISH_EXTREMES)}"
+        data["out_extremes"] = _plain(swish(torch.tensor(SWISH_EXTREMES, device=device)))
+        data["stage"] = "building SiLU()"
+        activation = SiLU()
+        data["silu_is_module"] = isinstance(activation, nn.Module)
+        data["stage"] = f"running SiLU() on a tensor of shape {_fmt(SWISH_SHAPE)}"
+        data["out_silu"] = _plain(activation(original.clone()))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_swish(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "swish")
+    x = _swish_input(seed).double()
+    expected = F.silu(x)
+    out = _tensor(data, "out", "swish(x)", SWISH_SHAPE)
+    if not _close(out, expected):
+        cause = (
+            _first_match(
+                out,
+                [
+                    (lambda: torch.sigmoid(x), "You return sigmoid(x): multiply it by x, swish(x) = x * sigmoid(x)."),
+                    (lambda: F.relu(x), "That is ReLU: swish(x) = x * sigmoid(x)."),
+                    (
+                        lambda: x * torch.sigmoid(-x),
+                        "The sign is flipped inside the sigmoid: sigmoid(x) = 1 / (1 + exp(-x)).",
+                    ),
+                ],
+            )
+            or "swish(x) must be x * sigmoid(x)."
+        )
+        raise AssertionError(f"swish differs from x * sigmoid(x) by up to {_max_error(out, expected):.3g}. {cause}")
+    if not data["input_unchanged"]:
+        raise AssertionError("swish modifies its input in place: return a new tensor (avoid mul_ and friends).")
+    extremes = torch.tensor(SWISH_EXTREMES, dtype=torch.float64)
+    value = data["out_extremes"]
+    if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
+        raise AssertionError(
+            "swish returns NaN or inf for inputs like -100 or 100: use torch.sigmoid, which is stable."
+        )
+    out = _tensor(data, "out_extremes", f"swish({list(SWISH_EXTREMES)})", extremes.shape)
+    if not _close(out, F.silu(extremes)):
+        raise AssertionError(f"swish is wrong for large inputs {list(SWISH_EXTREMES)}: got {out.tolist()}.")
+    if not data["silu_is_module"]:
+        raise AssertionError("SiLU must be an nn.Module subclass.")
+    if not _close(_tensor(data, "out_silu", "SiLU()(x)", SWISH_SHAPE), expected):
+        raise AssertionError("SiLU()(x) differs from swish(x): SiLU.forward should return swish(x).")
+    return "swish(x) and SiLU()(x) equal x * sigmoid(x), also for inputs as large as +-100"
+
+
+# ---------------------------------------------------------------------------------------------
+# SelfAttention
+# ---------------------------------------------------------------------------------------------
+
+ATTN_SHAPE = (2, 8, 3, 5)  # height != width
+ATTN_HEADS = (4, 2)  # the default, then an explicit num_heads
+
+
+def _attention_inputs(seed: int, tag: str) -> dict[str, Any]:
+    """Inputs of the attention probes: x, a single-pixel x, x with one pixel changed, and a pixel
+    permutation (of height * width) applied to x."""
+    batch, channels, height, width = ATTN_SHAPE
+    x = _randn(seed, f"{tag}/x", ATTN_SHAPE)
+    poked = x.clone()
+    row = int(_randint(seed, f"{tag}/row", 0, height, (1,)))
+    col = int(_randint(seed, f"{tag}/col", 0, width, (1,)))
+    poked[:, :, row, col] += 3 * _randn(seed, f"{tag}/poke", (batch, channels))
+    order = torch.argsort(torch.rand(height * width, generator=_stream(seed, f"{tag}/perm")))
+    return {
+        "x": x,
+        "pixel": _randn(seed, f"{tag}/pixel", (batch, channels, 1, 1)),
+        "poked": poked,
+        "order": order,
+        "permuted": _permute_pixels(x, order),
+    }
+
+
+def _permute_pixels(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """x: (batch, channels, height, width); order: (height * width,) -> same shape, pixels reordered."""
+    flat = rearrange(x, "b c h w -> b c (h w)")[:, :, order.to(x.device)]
+    return rearrange(flat, "b c (h w) -> b c h w", h=x.shape[2])
+
+
+def _attention_reference(
+    x: torch.Tensor,
+    weights: dict,
+    heads: int,
+    *,
+    scale: Optional[float] = None,
+    split: str = "b s (n e) -> b n s e",
+    reshape_heads: bool = False,
+    project_out: bool = True,
+) -> torch.Tensor:
+    """Multi-head self-attention over pixels, x: (batch, channels, height, width) -> same shape.
+
+    Built on F.scaled_dot_product_attention; the keyword arguments reproduce known mistakes."""
+    batch, channels, height, width = x.shape
+    pixels = rearrange(x, "b c h w -> b (h w) c")
+    q, k, v = (F.linear(pixels, *weights[name]) for name in ("W_Q", "W_K", "W_V"))
+    if reshape_heads:
+        q, k, v = (y.reshape(batch, heads, height * width, channels // heads) for y in (q, k, v))
+    else:
+        q, k, v = (rearrange(y, split, n=heads) for y in (q, k, v))
+    mixed = F.scaled_dot_product_attention(q, k, v, scale=scale if scale else (channels // heads) ** -0.5)
+    if reshape_heads:
+        merged = mixed.reshape(batch, height * width, channels)
+    else:
+        source, target = split.split("->")
+        merged = rearrange(mixed, f"{target} -> {source}", n=heads)
+    if project_out:
+        merged = F.linear(merged, *weights["W_O"])
+    return rearrange(merged, "b (h w) c -> b c h w", h=height)
+
+
+def _attention_mistakes(x: torch.Tensor, weights: dict, heads: int) -> list:
+    """Known mistakes as (compute, message): each computes what that mistake would output."""
+    channels = x.shape[1]
+    head_size = channels // heads
+
+    def attend(heads: int = heads, **mistake):
+        return lambda: _attention_reference(x, weights, heads, **mistake)
+
+    mistakes = [
+        (attend(scale=1.0), f"The scores are not scaled: divide them by sqrt(head_size) = sqrt({head_size})."),
+        (
+            attend(scale=channels**-0.5),
+            f"The scores are scaled by 1/sqrt(channels) = 1/sqrt({channels}); scale them by 1/sqrt(head_size) = "
+            f"1/sqrt({head_size}), the size of one head.",
+        ),
+        (attend(scale=1 / head_size), "The scores are divided by head_size: divide by its square root."),
+        (attend(project_out=False), "W_O is never applied: project the merged heads with self.W_O."),
+    ]
+    if heads > 1:
+        mistakes += [
+            (attend(heads=1), f"You use a single head: split the channels into num_heads = {heads} heads."),
+            (
+                attend(heads=1, scale=head_size**-0.5),
+                f"You use a single head: split the channels into num_heads = {heads} heads.",
+            ),
+            (
+                attend(split="b s (e n) -> b n s e"),
+                "Head i must use channels i*head_size to (i+1)*head_size - 1: split the channels as '(n h)', "
+                "heads first (you split them as '(h n)').",
+            ),
+            (
+                attend(reshape_heads=True),
+                "The heads are made with a reshape that does not move the head axis: (batch, seq, channels) must "
+                "become (batch, heads, seq, head_size) with rearrange 'b s (n h) -> b n s h' (a transpose, not a "
+                "view).",
+            ),
+        ]
+    return mistakes
+
+
+def _attention_behaviour(data: dict, prefix: str, inputs: dict, weights: dict) -> Optional[str]:
+    """Black-box properties of self-attention over pixels; the first one violated, as a message."""
+    out = _tensor(data, f"{prefix}out", "The output", ATTN_SHAPE)
+    pixel = inputs["pixel"].double()
+    single = _tensor(data, f"{prefix}out_pixel", "The output for a 1x1 image", pixel.shape)
+    values = F.linear(rearrange(pixel, "b c h w -> b (h w) c"), *weights["W_V"])
+    expected = rearrange(F.linear(values, *weights["W_O"]), "b (h w) c -> b c h w", h=1)
+    if not _close(single, expected):
+        return (
+            "With a single pixel, a query can only attend to itself, so the output must be W_O(W_V x); yours "
+            "differs. Are you attending over channels instead of pixels? The sequence axis is height * width "
+            "and the feature axis is channels."
+        )
+    constant = _tensor(data, f"{prefix}out_constant_values", "The output with constant values", ATTN_SHAPE)
+    value = F.linear(weights["W_V"][1], *weights["W_O"])  # every value vector is b_V
+    if not _close(constant, repeat(value, "c -> b c h w", b=ATTN_SHAPE[0], h=ATTN_SHAPE[2], w=ATTN_SHAPE[3])):
+        return (
+            "When every pixel has the same value vector (W_V with zero weight), every output pixel should be "
+            "W_O(b_V), because the attention weights of each query sum to 1 over the keys. Yours are not: "
+            "take the softmax over the key dimension, and split heads with rearrange (not a plain reshape)."
+        )
+    permuted = _tensor(data, f"{prefix}out_permuted", "The output for permuted pixels", ATTN_SHAPE)
+    if not _close(permuted, _permute_pixels(out, inputs["order"])):
+        return (
+            "Permuting the pixels of the input should permute the output pixels the same way; yours come "
+            "back in a different order. Undo your flattening with the same pattern: "
+            "'b c h w -> b (h w) c' there, 'b (h w) c -> b c h w' (h=height) back."
+        )
+    poked = _tensor(data, f"{prefix}out_poked", "The output after changing one pixel", ATTN_SHAPE)
+    moved = (poked - out).abs().amax(dim=1)
+    if not bool((moved > 1e-7).all()):
+        return (
+            f"Changing one input pixel left {int((moved <= 1e-7).sum())} output pixels unchanged: every pixel "
+            "must attend to every pixel of its image, as one sequence of height * width = "
+            f"{ATTN_SHAPE[2] * ATTN_SHAPE[3]} tokens."
+        )
+    return None
+
+
+def _probe_attention_runs(data: dict, module: nn.Module, prefix: str, inputs: dict, device: str, seed: int) -> None:
+    """Run SelfAttention on x and on the behavioural inputs; record outputs and missing gradients."""
+    name = type(module).__name__
+    data["stage"] = f"running {name} on an input of shape {_fmt(ATTN_SHAPE)}"
+    out = module(inputs["x"].to(device))
+    data[f"{prefix}out"] = _plain(out)
+    data["stage"] = f"backpropagating through {name}"
+    data[f"{prefix}missing_grads"] = _backward(module, [out], seed, prefix)
+    with torch.no_grad():
+        for key, label in (
+            ("pixel", "a 1x1 image"),
+            ("permuted", "an input with permuted pixels"),
+            ("poked", "an input with one pixel changed"),
+        ):
+            data["stage"] = f"running {name} on {label}"
+            data[f"{prefix}out_{key}"] = _plain(module(inputs[key].to(device)))
+
+
+def probe_self_attention(SelfAttention, seed: int = SEED, device: Optional[str] = None) -> dict:
+    channels = ATTN_SHAPE[1]
+
+    def run(data: dict, device: str) -> None:
+        for heads in ATTN_HEADS:
+            prefix = f"h{heads}_"
+            call = f"SelfAttention({channels})" if heads == 4 else f"SelfAttention({channels}, num_heads={heads})"
+            data["stage"] = f"building {call}"
+            attention = SelfAttention(channels) if heads == 4 else SelfAttention(channels, num_heads=heads)
+            num_heads = getattr(attention, "num_heads", None)
+            data[f"{prefix}num_heads"] = num_heads if isinstance(num_heads, int) else repr(num_heads)
+            data[f"{prefix}params"] = _count(attention)
+            contract = _set_projections(attention, _projection_params(seed, f"attention/{heads}", channels), channels)
+            data[f"{prefix}contract"] = contract
+            if contract:
+                return
+            attention.to(device)
+            inputs = _attention_inputs(seed, f"attention/{heads}")
+            _probe_attention_runs(data, attention, prefix, inputs, device, seed)
+            with torch.no_grad():
+                attention.W_V.weight.zero_()  # every pixel now has the same value vector, b_V
+                data["stage"] = f"running {call} with W_V.weight set to zero"
+                data[f"{prefix}out_constant_values"] = _plain(attention(inputs["x"].to(device)))
+
+    return _probe(run, seed, device)
+
+
+def _check_contract(problem: str, subject: str, channels: int) -> None:
+    if problem:
+        raise AssertionError(
+            f"{subject} does not follow the lesson's contract, so its heads cannot be checked: {problem}. Use "
+            "self.num_heads and four projections self.W_Q, self.W_K, self.W_V, self.W_O, each "
+            f"nn.Linear({channels}, {channels}) or nn.Conv2d({channels}, {channels}, 1), with bias."
+        )
+
+
+@_judge
+def judge_self_attention(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "SelfAttention")
+    channels = ATTN_SHAPE[1]
+    for heads in ATTN_HEADS:
+        prefix = f"h{heads}_"
+        _check_contract(str(data[f"{prefix}contract"]), "SelfAttention", channels)
+        if data[f"{prefix}num_heads"] != heads:
+            default = " by default" if heads == 4 else f" when built with num_heads={heads}"
+            raise AssertionError(
+                f"SelfAttention({channels}) should have self.num_heads = {heads}{default}; yours is "
+                f"{data[f'{prefix}num_heads']}."
+            )
+        if data[f"{prefix}params"] != 4 * _linear_params(channels, channels):
+            raise AssertionError(
+                f"SelfAttention({channels}) has {data[f'{prefix}params']} parameters; the four projections hold "
+                f"{4 * _linear_params(channels, channels)} and there should be nothing else."
+            )
+        inputs = {
+            k: (v.double() if v.is_floating_point() else v)
+            for k, v in _attention_inputs(seed, f"attention/{heads}").items()
+        }
+        weights = {
+            k: (w.double(), b.double())
+            for k, (w, b) in _projection_params(seed, f"attention/{heads}", channels).items()
+        }
+        out = _tensor(data, f"{prefix}out", f"The output of SelfAttention({channels}, num_heads={heads})", ATTN_SHAPE)
+        expected = _attention_reference(inputs["x"], weights, heads)
+        if not _close(out, expected):
+            cause = (
+                _first_match(out, _attention_mistakes(inputs["x"], weights, heads))
+                or _attention_behaviour(data, prefix, inputs, weights)
+                or "Compare each step with the recipe: project, split heads, scaled scores, softmax over keys, "
+                "weighted values, merge heads, project."
+            )
+            raise AssertionError(
+                f"SelfAttention({channels}, num_heads={heads}) differs from multi-head attention with your projections "
+                f"by up to {_max_error(out, expected):.3g} on an input of shape {_fmt(ATTN_SHAPE)}. {cause}"
+            )
+        problem = _attention_behaviour(data, prefix, inputs, weights)
+        if problem:
+            raise AssertionError(f"SelfAttention({channels}, num_heads={heads}): {problem}")
+        _check_no_missing_grads(data, f"{prefix}missing_grads", "SelfAttention")
+    return (
+        "matches multi-head attention with 4 (default) and 2 heads on a 3x5 image; global, "
+        "equivariant to permuting pixels, weights normalised over keys"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# AttentionBlock
+# ---------------------------------------------------------------------------------------------
+
+
+def _attention_block_input(seed: int) -> dict[str, Any]:
+    """The attention inputs, shifted and scaled so that normalising them matters."""
+    inputs = _attention_inputs(seed, "attention_block")
+    for key in ("x", "pixel", "poked", "permuted"):
+        inputs[key] = 2 * inputs[key] + 1
+    return inputs
+
+
+def probe_attention_block(AttentionBlock, seed: int = SEED, device: Optional[str] = None) -> dict:
+    channels = ATTN_SHAPE[1]
+
+    def run(data: dict, device: str) -> None:
+        data["stage"] = f"building AttentionBlock({channels})"
+        block = AttentionBlock(channels)
+        attentions = [module for module in block.modules() if _is_attention(module)]
+        data["attention_modules"] = len(attentions)
+        data["params"] = _count(block)
+        if len(attentions) != 1:
+            return
+        heads = getattr(attentions[0], "num_heads", None)
+        data["num_heads"] = heads if isinstance(heads, int) else repr(heads)
+        data["other_params"] = _count(block) - _count(attentions[0])
+        data["contract"] = _set_projections(
+            attentions[0], _projection_params(seed, "attention_block", channels), channels
+        )
+        if data["contract"]:
+            return
+        inputs = _attention_block_input(seed)
+        data["stage"] = f"running AttentionBlock({channels}) on an input of shape {_fmt(ATTN_SHAPE)}"
+        block.to(device)
+        out = block(inputs["x"].to(device))
+        data["out"] = _plain(out)
+        data["stage"] = "backpropagating through AttentionBlock"
+        data["missing_grads"] = _backward(block, [out], seed, "attention_block")
+
+    return _probe(run, seed, device)
+
+
+def _attention_block_mistakes(x: torch.Tensor, weights: dict) -> list:
+    attend = lambda y: _attention_reference(y, weights, 4)
+    normed = lambda groups: F.group_norm(x, groups, eps=GN_DEFAULT_EPS)
+    mistakes = [
+        (
+            lambda: attend(normed(1)),
+            "The block does not add its input back: return x + attention(norm(x)), the residual connection of the "
+            "diagram.",
+        ),
+        (
+            lambda: normed(1) + attend(normed(1)),
+            "The block adds the normalised input back: the shortcut carries the raw input, x + attention(norm(x)).",
+        ),
+        (lambda: x + attend(x), "The attention sees the raw input: normalise it first with GroupNorm(1, channels)."),
+    ]
+    for groups in (2, 4, 8):
+        mistakes.append(
+            (
+                lambda groups=groups: x + attend(normed(groups)),
+                f"The norm uses {groups} groups; the attention block normalises with a single group.",
+            )
+        )
+    return mistakes
+
+
+@_judge
+def judge_attention_block(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "AttentionBlock")
+    channels = ATTN_SHAPE[1]
+    if data["attention_modules"] != 1:
+        raise AssertionError(
+            f"AttentionBlock({channels}) should contain one SelfAttention (a module with W_Q, W_K, W_V and W_O); "
+            f"found {data['attention_modules']}."
+        )
+    _check_contract(str(data["contract"]), "The SelfAttention inside AttentionBlock", channels)
+    if data["num_heads"] != 4:
+        raise AssertionError(
+            f"The SelfAttention inside AttentionBlock should have 4 heads, yours has {data['num_heads']}."
+        )
+    if data["other_params"] != 2 * channels:
+        raise AssertionError(
+            f"Besides the attention, AttentionBlock({channels}) should hold only GroupNorm(1, {channels}) with its "
+            f"weight and bias ({2 * channels} parameters); yours holds {data['other_params']}."
+        )
+    x = _attention_block_input(seed)["x"].double()
+    weights = {
+        k: (w.double(), b.double()) for k, (w, b) in _projection_params(seed, "attention_block", channels).items()
+    }
+    out = _tensor(data, "out", f"The output of AttentionBlock({channels})", ATTN_SHAPE)
+    expected = x + _attention_reference(F.group_norm(x, 1, eps=GN_DEFAULT_EPS), weights, 4)
+    if not _close(out, expected):
+        cause = _first_match(out, _attention_block_mistakes(x, weights)) or (
+            "Follow the diagram: x + attention(groupnorm_1_group(x))."
+        )
+        raise AssertionError(
+            f"AttentionBlock({channels}) differs from x + attention(norm(x)) by up to "
+            f"{_max_error(out, expected):.3g}. {cause}"
+        )
+    _check_no_missing_grads(data, "missing_grads", "AttentionBlock")
+    return "equals x + SelfAttention(GroupNorm(1 group)(x)) with 4 heads"
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks that take the step embedding: shared inputs
+# ---------------------------------------------------------------------------------------------
+
+STEP_DIM = 6
+BATCH = 2
+
+
+def _block_inputs(seed: int, tag: str, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """x and a large x of `shape`, and two step embeddings (batch, STEP_DIM)."""
+    return {
+        "x": _randn(seed, f"{tag}/x", shape),
+        "x_big": 5 * _randn(seed, f"{tag}/x_big", shape),
+        "emb": _randn(seed, f"{tag}/emb", (shape[0], STEP_DIM)),
+        "emb2": _randn(seed, f"{tag}/emb2", (shape[0], STEP_DIM)),
+    }
+
+
+def _check_batch_independence(batched: list[torch.Tensor], alone: list[torch.Tensor], subject: str) -> None:
+    """Run alone, the first example must give the first row of the batched output."""
+    if not all(_close(single, full[:1]) for single, full in zip(alone, batched)):
+        raise AssertionError(
+            f"The output of {subject} for one example changes when another example shares its batch: something "
+            "mixes the examples (statistics over the batch dimension?). Process every example on its own."
+        )
+
+
+def _check_step_effect(outputs: list[tuple[torch.Tensor, torch.Tensor]], subject: str) -> None:
+    if not any(_changes(a, b) for a, b in outputs):
+        raise AssertionError(
+            f"The step embedding has no effect on the output of {subject}: pass it to every residual block, "
+            "which adds its projection between the two convolutions."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# ResidualBlock
+# ---------------------------------------------------------------------------------------------
+
+RES_CONFIGS = {"change": (4, 8, 2), "same": (8, 8, 4)}  # name -> (input channels, output channels, groups)
+RES_SIZE = (5, 6)
+
+
+def probe_residual_block(ResidualBlock, seed: int = SEED, device: Optional[str] = None) -> dict:
+    def run(data: dict, device: str) -> None:
+        for name, (c_in, c_out, groups) in RES_CONFIGS.items():
+            call = f"ResidualBlock({c_in}, {c_out}, {STEP_DIM}, {groups})"
+            data["stage"] = f"building {call}"
+            block = ResidualBlock(c_in, c_out, STEP_DIM, groups)
+            data[f"{name}_params"] = _count(block)
+            data[f"{name}_param_shapes"] = _param_shapes(block)
+            block.to(device)
+            inputs = {
+                k: v.to(device) for k, v in _block_inputs(seed, f"residual/{name}", (BATCH, c_in, *RES_SIZE)).items()
+            }
+            data["stage"] = f"running {call} on x {_fmt(inputs['x'].shape)} and step_emb {_fmt(inputs['emb'].shape)}"
+            out = block(inputs["x"], inputs["emb"])
+            data[f"{name}_out"] = _plain(out)
+            data["stage"] = f"backpropagating through {call}"
+            data[f"{name}_missing_grads"] = _backward(block, [out], seed, f"residual/{name}")
+            with torch.no_grad():
+                for key, x, emb in (
+                    ("x_emb2", "x", "emb2"),
+                    ("big_emb", "x_big", "emb"),
+                    ("big_emb2", "x_big", "emb2"),
+                ):
+                    data["stage"] = (
+                        f"running {call} on x {_fmt(inputs[x].shape)} and step_emb {_fmt(inputs[emb].shape)}"
+                    )
+                    data[f"{name}_out_{key}"] = _plain(block(inputs[x], inputs[emb]))
+                data["stage"] = f"running {call} on the first example alone"
+                data[f"{name}_out_first"] = _plain(block(inputs["x"][:1], inputs["emb"][:1]))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_residual_block(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "ResidualBlock")
+    for name, (c_in, c_out, groups) in RES_CONFIGS.items():
+        subject = f"ResidualBlock({c_in}, {c_out}, {STEP_DIM}, {groups})"
+        shape = (BATCH, c_out, *RES_SIZE)
+        out, out_emb2, big, big_emb2 = (
+            _tensor(data, f"{name}_{key}", f"The output of {subject}", shape)
+            for key in ("out", "out_x_emb2", "out_big_emb", "out_big_emb2")
+        )
+        first = _tensor(data, f"{name}_out_first", f"The output of {subject}", (1, *shape[1:]))
+        _check_batch_independence([out], [first], subject)
+        _check_step_effect([(out, out_emb2)], subject)
+        emb_effect, emb_effect_big = out - out_emb2, big - big_emb2
+        if _max_error(emb_effect, emb_effect_big) <= TOL * (1 + emb_effect.abs().max().item()):
+            raise AssertionError(
+                f"In {subject} the step embedding shifts the output by the same amount whatever the input: it is "
+                "added after the second (conv, norm, SiLU) round. Add it between the two rounds, so that the "
+                "second convolution sees it."
+            )
+        if min(big.min().item(), big_emb2.min().item()) >= SILU_MIN - 1e-4:
+            raise AssertionError(
+                f"{subject} never outputs less than {SILU_MIN:.3f}, the minimum of SiLU, even for strongly "
+                "negative inputs: its output is the main branch alone. Add the shortcut (x itself, or its 1x1 conv "
+                "when the channels change) to the main branch."
+            )
+        expected = _residual_params(c_in, c_out, STEP_DIM)
+        known = {
+            _conv_params(c_in, c_out, 1): "The 1x1 shortcut conv is only needed when the channel count changes; "
+            "use the identity when input_channels == output_channels.",
+            -_shortcut_params(c_in, c_out): "The shortcut needs a 1x1 conv when the channel count changes.",
+            -4 * c_out: "The two GroupNorms should be affine, with a weight and a bias per channel.",
+            -_linear_params(STEP_DIM, c_out): f"The step embedding needs its own (SiLU, Linear({STEP_DIM}, {c_out})).",
+        }
+        _check_param_count(int(data[f"{name}_params"]), expected, subject, data[f"{name}_param_shapes"], known)
+        _check_no_missing_grads(data, f"{name}_missing_grads", subject)
+    return (
+        "output shapes, parameter counts (1x1 shortcut only when channels change), step embedding used between "
+        "the convolutions, shortcut present"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# DownBlock
+# ---------------------------------------------------------------------------------------------
+
+DOWN = (4, 8, 2)  # channels_in, channels_out, groups
+DOWN_SIZE = (8, 6)
+
+
+def _pair(value: Any) -> Any:
+    """A block's (output, skip) pair as two plain tensors, or a description of what came back."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return [_plain(value[0]), _plain(value[1])]
+    size = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
+    return f"a {type(value).__name__}{size}"
+
+
+def probe_downblock(DownBlock, seed: int = SEED, downsample: bool = True, device: Optional[str] = None) -> dict:
+    c_in, c_out, groups = DOWN
+
+    def run(data: dict, device: str) -> None:
+        call = f"DownBlock({c_in}, {c_out}, {STEP_DIM}, {groups}, downsample={downsample})"
+        data["stage"] = f"building {call}"
+        block = DownBlock(c_in, c_out, STEP_DIM, groups, downsample)
+        data["params"] = _count(block)
+        data["param_shapes"] = _param_shapes(block)
+        block.to(device)
+        inputs = {k: v.to(device) for k, v in _block_inputs(seed, "down", (BATCH, c_in, *DOWN_SIZE)).items()}
+        data["stage"] = f"running {call} on x {_fmt(inputs['x'].shape)}"
+        result = block(inputs["x"], inputs["emb"])
+        data["out"] = _pair(result)
+        if isinstance(data["out"], str):
+            return
+        data["stage"] = f"backpropagating through {call}"
+        data["missing_grads"] = _backward(block, list(result), seed, "down")
+        with torch.no_grad():
+            data["stage"] = f"running {call} with another step embedding"
+            data["out_emb2"] = _pair(block(inputs["x"], inputs["emb2"]))
+            data["stage"] = f"running {call} on the first example alone"
+            data["out_first"] = _pair(block(inputs["x"][:1], inputs["emb"][:1]))
+            odd = (BATCH, c_in, 5, 6) if downsample else (BATCH, c_in, 5, 7)
+            data["stage"] = f"running {call} on x of odd height {_fmt(odd)}"
+            try:
+                block(_randn(seed, "down/odd", odd).to(device), inputs["emb"])
+                data["odd"] = "no error"
+            except Exception as exc:  # the lesson asks for an assert here
+                data["odd"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    return _probe(run, seed, device)
+
+
+def _check_pair(data: dict, key: str, subject: str, shapes: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    value = data[key]
+    if isinstance(value, str):
+        raise AssertionError(f"{subject} returned {value}; it should return a tuple (downsampled output, skip).")
+    found = tuple(tuple(v.shape) if isinstance(v, torch.Tensor) else v for v in value)
+    if found == shapes[::-1] and shapes[0] != shapes[1]:
+        raise AssertionError(f"{subject} returned (skip, output): return the downsampled output first, then the skip.")
+    if found[0] == found[1] == shapes[0] and shapes[0] != shapes[1]:
+        raise AssertionError(
+            f"{subject} returned a skip of shape {_fmt(found[1])}, taken after downsampling: the skip is the "
+            "full-size output of the attention block, before the 4x4 conv."
+        )
+    names = ("output", "skip")
+    return tuple(_as_tensor(v, f"The {n} of {subject}", s) for v, n, s in zip(value, names, shapes))
+
+
+@_judge
+def judge_downblock(data: dict, seed: int = SEED, downsample: bool = True) -> str:
+    _raise_probe_error(data, "DownBlock")
+    c_in, c_out, groups = DOWN
+    subject = f"DownBlock({c_in}, {c_out}, {STEP_DIM}, {groups}, downsample={downsample})"
+    height, width = DOWN_SIZE
+    full = (BATCH, c_out, height, width)
+    small = (BATCH, c_out, height // 2, width // 2) if downsample else full
+    if isinstance(data["out"], list):
+        found = tuple(tuple(v.shape) if isinstance(v, torch.Tensor) else v for v in data["out"])
+        if not downsample and found[0] != full:
+            raise AssertionError(
+                f"{subject} returned an output of shape {_fmt(found[0])}: with downsample=False leave out the "
+                f"4x4 conv, so both outputs keep the input's height and width {_fmt(full)}."
+            )
+        if downsample and found == (full, full):
+            raise AssertionError(
+                f"{subject} did not downsample: with downsample=True apply the 4x4 conv with stride 2."
+            )
+    out, skip = _check_pair(data, "out", subject, (small, full))
+    if not downsample and not _close(out, skip):
+        raise AssertionError(f"With downsample=False both outputs of {subject} should be the same tensor.")
+    out2, skip2 = _check_pair(data, "out_emb2", subject, (small, full))
+    alone = _check_pair(data, "out_first", subject, tuple((1, *shape[1:]) for shape in (small, full)))
+    _check_batch_independence([out, skip], list(alone), subject)
+    _check_step_effect([(out, out2), (skip, skip2)], subject)
+    odd = str(data["odd"])
+    if downsample and not odd.startswith(("AssertionError", "ValueError")):
+        raise AssertionError(
+            f"{subject} accepted an input of odd height 5 ({odd}); halving it would lose a row. Assert that the "
+            "height and width are even when you downsample."
+        )
+    if not downsample and odd != "no error":
+        raise AssertionError(
+            f"{subject} rejected an input of odd height 5 ({odd}): only downsampling needs even sizes."
+        )
+    down = _conv_params(c_out, c_out, 4)
+    known = {
+        -down: "The 4x4 conv with stride 2 and padding 1 is missing.",
+        down: "With downsample=False there is no 4x4 conv.",
+        -_attention_block_params(c_out): "The attention block is missing.",
+    }
+    _check_param_count(
+        int(data["params"]), _down_params(c_in, c_out, STEP_DIM, downsample), subject, data["param_shapes"], known
+    )
+    _check_no_missing_grads(data, "missing_grads", subject)
+    size = "halved output and full-size skip" if downsample else "two full-size outputs"
+    check = ", asserts on odd heights" if downsample else ", accepts odd heights"
+    return f"{size}, parameter count, step embedding used{check}"
+
+
+# ---------------------------------------------------------------------------------------------
+# UpBlock
+# ---------------------------------------------------------------------------------------------
+
+UP = (4, 8, 2)  # dim_in, dim_out (of the matching DownBlock), groups
+UP_SIZE = (4, 3)
+
+
+def probe_upblock(UpBlock, seed: int = SEED, upsample: bool = True, device: Optional[str] = None) -> dict:
+    dim_in, dim_out, groups = UP
+
+    def run(data: dict, device: str) -> None:
+        call = f"UpBlock({dim_in}, {dim_out}, {STEP_DIM}, {groups}, upsample={upsample})"
+        data["stage"] = f"building {call}"
+        block = UpBlock(dim_in, dim_out, STEP_DIM, groups, upsample)
+        data["params"] = _count(block)
+        data["param_shapes"] = _param_shapes(block)
+        block.to(device)
+        inputs = {k: v.to(device) for k, v in _block_inputs(seed, "up", (BATCH, dim_out, *UP_SIZE)).items()}
+        x, emb, skip = inputs["x"], inputs["emb"], _randn(seed, "up/skip", tuple(inputs["x"].shape)).to(device)
+        data["stage"] = f"running {call} on x and skip of shape {_fmt(x.shape)}"
+        out = block(x, emb, skip)
+        data["out"] = _plain(out)
+        data["stage"] = f"backpropagating through {call}"
+        data["missing_grads"] = _backward(block, [out], seed, "up")
+        with torch.no_grad():
+            variants = {
+                "emb2": ("another step embedding", (x, inputs["emb2"], skip)),
+                "skip2": ("another skip", (x, emb, -skip)),
+                "swapped": ("x and skip swapped", (skip, emb, x)),
+            }
+            for key, (label, args) in variants.items():
+                data["stage"] = f"running {call} with {label}"
+                data[f"out_{key}"] = _plain(block(*args))
+            data["stage"] = f"running {call} on the first example alone"
+            data["out_first"] = _plain(block(x[:1], emb[:1], skip[:1]))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_upblock(data: dict, seed: int = SEED, upsample: bool = True) -> str:
+    _raise_probe_error(data, "UpBlock")
+    dim_in, dim_out, groups = UP
+    subject = f"UpBlock({dim_in}, {dim_out}, {STEP_DIM}, {groups}, upsample={upsample})"
+    height, width = UP_SIZE
+    scale = 2 if upsample else 1
+    shape = (BATCH, dim_in, scale * height, scale * width)
+    value = data["out"]
+    if isinstance(value, torch.Tensor) and tuple(value.shape) != shape:
+        resize = "doubles" if upsample else "keeps"
+        raise AssertionError(
+            f"The output of {subject} has shape {_fmt(value.shape)}, expected {_fmt(shape)}: with "
+            f"upsample={upsample} the block {resize} the height and width and ends with dim_in = {dim_in} channels."
+        )
+    out, out_emb2, out_skip2, swapped = (
+        _tensor(data, key, f"The output of {subject}", shape) for key in ("out", "out_emb2", "out_skip2", "out_swapped")
+    )
+    _check_batch_independence([out], [_tensor(data, "out_first", f"The output of {subject}", (1, *shape[1:]))], subject)
+    if not _changes(out, out_skip2):
+        raise AssertionError(
+            f"The skip input has no effect on {subject}: concatenate it with x along the channels, "
+            "t.cat([x, skip], dim=1), before the first residual block."
+        )
+    if _close(out, swapped, 1e-6):
+        raise AssertionError(
+            f"{subject} gives the same output when x and skip are swapped, so it adds them: concatenate them along "
+            "the channels instead (t.cat([x, skip], dim=1)), so the first residual block sees 2 * dim_out channels."
+        )
+    if upsample:
+        blocks = rearrange(out, "b c (h i) (w j) -> b c h w (i j)", i=2, j=2)
+        if _max_error(blocks, blocks[..., :1].expand_as(blocks)) < 1e-6:
+            raise AssertionError(
+                f"The output of {subject} repeats in 2x2 blocks: that is nearest-neighbour upsampling. Use the 4x4 "
+                f"transposed convolution, ConvTranspose2d({dim_in}, {dim_in}, 4, stride=2, padding=1)."
+            )
+    _check_step_effect([(out, out_emb2)], subject)
+    up = _conv_params(dim_in, dim_in, 4)
+    known = {
+        -up: "The 4x4 transposed convolution (stride 2, padding 1) is missing.",
+        up: "With upsample=False there is no transposed convolution.",
+        -(
+            _residual_params(2 * dim_out, dim_in, STEP_DIM) - _residual_params(dim_out, dim_in, STEP_DIM)
+        ): "The first residual block should take 2 * dim_out channels: x and skip concatenated.",
+    }
+    _check_param_count(
+        int(data["params"]), _up_params(dim_in, dim_out, STEP_DIM, upsample), subject, data["param_shapes"], known
+    )
+    _check_no_missing_grads(data, "missing_grads", subject)
+    size = "doubled" if upsample else "kept"
+    return f"output shape ({size} size), skip concatenated (not added), parameter count, step embedding used"
+
+
+# ---------------------------------------------------------------------------------------------
+# MidBlock
+# ---------------------------------------------------------------------------------------------
+
+MID = (8, 2)  # mid_dim, groups
+MID_SIZE = (4, 3)
+MID_ORDER = ["residual", "attention", "residual"]
+
+
+@contextlib.contextmanager
+def _recording_calls(block: nn.Module, step_dim: int, calls: list) -> Iterator[None]:
+    """Record the order in which the block calls its SelfAttention modules and the Linear layers that
+    project the step embedding (one per residual block), without knowing attribute names."""
+    attentions = [m for m in block.modules() if _is_attention(m)]
+    inside = {id(sub) for a in attentions for sub in a.modules()}
+    projections = [
+        m for m in block.modules() if isinstance(m, nn.Linear) and m.in_features == step_dim and id(m) not in inside
+    ]
+    hooks = [m.register_forward_hook(lambda *_: calls.append("attention")) for m in attentions]
+    hooks += [m.register_forward_hook(lambda *_: calls.append("residual")) for m in projections]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def probe_midblock(MidBlock, seed: int = SEED, device: Optional[str] = None) -> dict:
+    mid, groups = MID
+
+    def run(data: dict, device: str) -> None:
+        call = f"MidBlock({mid}, {STEP_DIM}, {groups})"
+        data["stage"] = f"building {call}"
+        block = MidBlock(mid, STEP_DIM, groups)
+        data["params"] = _count(block)
+        data["param_shapes"] = _param_shapes(block)
+        block.to(device)
+        inputs = {k: v.to(device) for k, v in _block_inputs(seed, "mid", (BATCH, mid, *MID_SIZE)).items()}
+        data["stage"] = f"running {call} on x {_fmt(inputs['x'].shape)}"
+        calls: list[str] = []
+        with _recording_calls(block, STEP_DIM, calls):
+            out = block(inputs["x"], inputs["emb"])
+        data["calls"] = calls
+        data["out"] = _plain(out)
+        data["stage"] = f"backpropagating through {call}"
+        data["missing_grads"] = _backward(block, [out], seed, "mid")
+        data["stage"] = f"running {call} with another step embedding"
+        with torch.no_grad():
+            data["out_emb2"] = _plain(block(inputs["x"], inputs["emb2"]))
+            data["stage"] = f"running {call} on the first example alone"
+            data["out_first"] = _plain(block(inputs["x"][:1], inputs["emb"][:1]))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_midblock(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "MidBlock")
+    mid, groups = MID
+    subject = f"MidBlock({mid}, {STEP_DIM}, {groups})"
+    shape = (BATCH, mid, *MID_SIZE)
+    out, out_emb2 = (_tensor(data, key, f"The output of {subject}", shape) for key in ("out", "out_emb2"))
+    _check_batch_independence([out], [_tensor(data, "out_first", f"The output of {subject}", (1, *shape[1:]))], subject)
+    _check_step_effect([(out, out_emb2)], subject)
+    calls = [str(c) for c in data["calls"]]
+    if calls != MID_ORDER:
+        raise AssertionError(
+            f"{subject} runs {' -> '.join(calls) or 'nothing recognisable'}; it should run residual block -> "
+            "attention block -> residual block. (Detected from the calls of SelfAttention and of the Linear "
+            "layers that project the step embedding.)"
+        )
+    known = {-_attention_block_params(mid): "The attention block is missing."}
+    _check_param_count(int(data["params"]), _mid_params(mid, STEP_DIM), subject, data["param_shapes"], known)
+    _check_no_missing_grads(data, "missing_grads", subject)
+    return "residual -> attention -> residual, shape kept, parameter count, step embedding used"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unet
+# ---------------------------------------------------------------------------------------------
+
+UNET = dict(image_shape=(3, 8, 12), channels=8, dim_mults=(1, 2), groups=2, max_steps=20)
+
+
+def _unet_steps(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (batch,) int64 step tensors in 1..max_steps that differ only for image 1."""
+    max_steps = UNET["max_steps"]
+    steps = _randint(seed, "unet/steps", 1, max_steps + 1, (BATCH,))
+    other = steps.clone()
+    other[1] = steps[1] % max_steps + 1
+    return steps, other
+
+
+def _unet_params(image_shape, channels, dim_mults, groups, max_steps) -> int:
+    emb = 4 * channels
+    dims = [channels] + [m * channels for m in dim_mults]
+    pairs = list(zip(dims[:-1], dims[1:]))
+    step_mlp = _linear_params(max_steps, emb) + _linear_params(emb, emb)
+    downs = sum(_down_params(c_in, c_out, emb, i < len(pairs) - 1) for i, (c_in, c_out) in enumerate(pairs))
+    ups = sum(_up_params(c_in, c_out, emb, True) for c_in, c_out in pairs[1:])
+    convs = _conv_params(image_shape[0], channels, 7) + _conv_params(channels, image_shape[0], 1)
+    return step_mlp + convs + downs + _mid_params(dims[-1], emb) + ups + _residual_params(channels, channels, emb)
+
+
+def _diffusion_model_class():
+    try:
+        from w3d4_part1_diffusion_training_solution import DiffusionModel
+    except ImportError:
+        return None
+    return DiffusionModel
+
+
+def probe_unet(Unet, seed: int = SEED, device: Optional[str] = None) -> dict:
+    def run(data: dict, device: str) -> None:
+        config = ", ".join(f"{k}={v}" for k, v in UNET.items() if k != "image_shape")
+        call = f"Unet({UNET['image_shape']}, {config})"
+        data["stage"] = f"building {call}"
+        model = Unet(UNET["image_shape"], **{k: v for k, v in UNET.items() if k != "image_shape"})
+        base = _diffusion_model_class()
+        data["is_diffusion_model"] = None if base is None else isinstance(model, base)
+        data["class_names"] = [cls.__name__ for cls in type(model).__mro__]
+        img_shape = getattr(model, "img_shape", None)
+        data["img_shape"] = [int(n) for n in img_shape] if isinstance(img_shape, (tuple, list)) else repr(img_shape)
+        data["noise_schedule_is_none"] = getattr(model, "noise_schedule", "missing") is None
+        data["params"] = _count(model)
+        data["param_shapes"] = _param_shapes(model)
+        model.to(device)
+        x = _randn(seed, "unet/x", (BATCH, *UNET["image_shape"])).to(device)
+        steps, other = (s.to(device) for s in _unet_steps(seed))
+        data["stage"] = f"running {call} on images {_fmt(x.shape)} and int64 num_steps {steps.tolist()}"
+        out = model(x, steps)
+        data["out"] = _plain(out)
+        data["stage"] = f"backpropagating through {call}"
+        data["missing_grads"] = _backward(model, [out], seed, "unet") if isinstance(out, torch.Tensor) else []
+        data["stage"] = f"running {call} with num_steps {other.tolist()}"
+        with torch.no_grad():
+            data["out_other_steps"] = _plain(model(x, other))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_unet(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "Unet")
+    flag = data["is_diffusion_model"]
+    if flag is False or (flag is None and "DiffusionModel" not in data["class_names"]):
+        raise AssertionError(
+            "Unet must subclass DiffusionModel from part 1 (class Unet(DiffusionModel)), so that part 1's training "
+            "and sampling code accept it."
+        )
+    if data["img_shape"] != list(UNET["image_shape"]):
+        raise AssertionError(
+            f"Unet.img_shape should be the image_shape argument {UNET['image_shape']}, yours is {data['img_shape']}."
+        )
+    if not data["noise_schedule_is_none"]:
+        raise AssertionError("Unet.noise_schedule should be None until training attaches a schedule.")
+    shape = (BATCH, *UNET["image_shape"])
+    out = _tensor(data, "out", "The output of Unet", shape)
+    other = _tensor(data, "out_other_steps", "The output of Unet", shape)
+    if not _changes(out[1], other[1]):
+        raise AssertionError(
+            "The output of Unet does not depend on num_steps: embed the steps (sinusoidal embedding, Linear, GELU, "
+            "Linear) and pass the embedding to every block."
+        )
+    if _changes(out[0], other[0], 1e-5):
+        raise AssertionError(
+            "Changing num_steps of image 1 changed the output for image 0: something mixes the examples of a "
+            "batch (statistics over the batch dimension?). Process every example on its own."
+        )
+    channels, image_channels, emb = UNET["channels"], UNET["image_shape"][0], 4 * UNET["channels"]
+    known = {
+        _conv_params(image_channels, channels, 3)
+        - _conv_params(image_channels, channels, 7): "The input convolution should be 7x7 with padding 3.",
+        -_linear_params(
+            emb, emb
+        ): f"The step MLP should be Linear(max_steps, 4C), GELU, Linear(4C, 4C) with 4C = {emb}.",
+        -_residual_params(channels, channels, emb): "The residual block before the final 1x1 conv is missing.",
+    }
+    _check_param_count(int(data["params"]), _unet_params(**UNET), "Unet", data["param_shapes"], known)
+    _check_no_missing_grads(data, "missing_grads", "Unet")
+    return (
+        "a DiffusionModel with the parameter count of the diagrams; output shaped like the input, "
+        "depends on num_steps per image"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Bonus: ConvTranspose2d
+# ---------------------------------------------------------------------------------------------
+
+CONVT_CONFIGS = ((3, 4, 3, 2, 1), (2, 3, 4, 2, 1), (2, 2, 3, 1, 0), (3, 2, 5, 3, 2))  # in, out, kernel, stride, padding
+CONVT_SIZE = (4, 5)
+
+
+def _convt_params(seed: int, config: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    c_in, c_out, kernel, _, _ = config
+    tag = "convt/" + "-".join(map(str, config))
+    return _randn(seed, tag + "/weight", (c_in, c_out, kernel, kernel)), _randn(seed, tag + "/bias", (c_out,))
+
+
+def _convt_input(seed: int, config: tuple) -> torch.Tensor:
+    return _randn(seed, "convt/x/" + "-".join(map(str, config)), (BATCH, config[0], *CONVT_SIZE))
+
+
+def probe_conv_transpose2d(ConvTranspose2d, seed: int = SEED, device: Optional[str] = None) -> dict:
+    def run(data: dict, device: str) -> None:
+        for i, config in enumerate(CONVT_CONFIGS):
+            c_in, c_out, kernel, stride, padding = config
+            call = f"ConvTranspose2d({c_in}, {c_out}, {kernel}, stride={stride}, padding={padding})"
+            data["stage"] = f"building {call}"
+            conv = ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding)
+            weight, bias = (getattr(conv, name, None) for name in ("weight", "bias"))
+            data[f"{i}_weight_shape"] = list(weight.shape) if isinstance(weight, torch.Tensor) else []
+            data[f"{i}_bias_shape"] = list(bias.shape) if isinstance(bias, torch.Tensor) else []
+            data[f"{i}_params"] = _count(conv)
+            if data[f"{i}_weight_shape"] != [c_in, c_out, kernel, kernel] or data[f"{i}_bias_shape"] != [c_out]:
+                return
+            with torch.no_grad():
+                for target, value in zip((weight, bias), _convt_params(seed, config)):
+                    target.copy_(value)
+            x = _convt_input(seed, config).to(device)
+            data["stage"] = f"running {call} on x {_fmt(x.shape)}"
+            with torch.no_grad():
+                data[f"{i}_out"] = _plain(conv.to(device)(x))
+
+    return _probe(run, seed, device)
+
+
+@_judge
+def judge_conv_transpose2d(data: dict, seed: int = SEED) -> str:
+    _raise_probe_error(data, "ConvTranspose2d")
+    for i, config in enumerate(CONVT_CONFIGS):
+        c_in, c_out, kernel, stride, padding = config
+        subject = f"ConvTranspose2d({c_in}, {c_out}, {kernel}, stride={stride}, padding={padding})"
+        weight_shape = [int(n) for n in data[f"{i}_weight_shape"]]
+        if weight_shape != [c_in, c_out, kernel, kernel]:
+            layout = " (that is Conv2d's layout)" if weight_shape == [c_out, c_in, kernel, kernel] else ""
+            raise AssertionError(
+                f"{subject}.weight has shape {_fmt(weight_shape)}{layout}; keep torch's layout "
+                f"(in_channels, out_channels, kernel_size, kernel_size) = {_fmt((c_in, c_out, kernel, kernel))}."
+            )
+        if [int(n) for n in data[f"{i}_bias_shape"]] != [c_out]:
+            raise AssertionError(f"{subject}.bias should have shape (out_channels,) = ({c_out},).")
+        if data[f"{i}_params"] != c_in * c_out * kernel * kernel + c_out:
+            raise AssertionError(f"{subject} should have only weight and bias as parameters.")
+        weight, bias = (p.double() for p in _convt_params(seed, config))
+        x = _convt_input(seed, config).double()
+        expected = F.conv_transpose2d(x, weight, bias, stride=stride, padding=padding)
+        value = data[f"{i}_out"]
+        if isinstance(value, torch.Tensor) and value.shape != expected.shape:
+            raise AssertionError(
+                f"The output of {subject} on x {_fmt(x.shape)} has shape {_fmt(value.shape)}, expected "
+                f"{_fmt(expected.shape)}: (height - 1) * stride - 2 * padding + kernel_size, same for width."
+            )
+        out = _tensor(data, f"{i}_out", f"The output of {subject}", tuple(expected.shape))
+        if not _close(out, expected):
+            cause = (
+                _first_match(
+                    out,
+                    [
+                        (
+                            lambda: F.conv_transpose2d(x, weight.flip(-1, -2), bias, stride=stride, padding=padding),
+                            "The kernel has the wrong orientation: flip it left-right and up-down when you use an "
+                            "ordinary "
+                            "convolution.",
+                        ),
+                        (
+                            lambda: F.conv_transpose2d(x, weight, None, stride=stride, padding=padding),
+                            "The bias is not added.",
+                        ),
+                    ],
+                )
+                or "Check the zero insertion, the border padding of kernel_size - 1 - padding, and the kernel flip."
+            )
+            raise AssertionError(
+                f"{subject} differs from torch.nn.functional.conv_transpose2d by up to "
+                f"{_max_error(out, expected):.3g}. {cause}"
+            )
+    return "matches torch.nn.ConvTranspose2d for kernels 3 to 5, strides 1 to 3 and paddings 0 to 2"
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry and the notebook-facing tests
+# ---------------------------------------------------------------------------------------------
+
+TESTS: dict[str, tuple[Callable[..., dict], Callable[..., str]]] = {
+    "groupnorm": (probe_groupnorm, judge_groupnorm),
+    "sinusoidal_embeddings": (probe_sinusoidal_embeddings, judge_sinusoidal_embeddings),
+    "swish": (probe_swish, judge_swish),
+    "self_attention": (probe_self_attention, judge_self_attention),
+    "attention_block": (probe_attention_block, judge_attention_block),
+    "residual_block": (probe_residual_block, judge_residual_block),
+    "downblock": (probe_downblock, judge_downblock),
+    "upblock": (probe_upblock, judge_upblock),
+    "midblock": (probe_midblock, judge_midblock),
+    "unet": (probe_unet, judge_unet),
+    "conv_transpose2d": (probe_conv_transpose2d, judge_conv_transpose2d),
+}
+
+SUBJECTS: dict[str, tuple[str, ...]] = {
+    "groupnorm": ("GroupNorm",),
+    "sinusoidal_embeddings": ("SinusoidalPositionEmbeddings",),
+    "swish": ("swish", "SiLU"),
+    "self_attention": ("SelfAttention",),
+    "attention_block": ("AttentionBlock",),
+    "residual_block": ("ResidualBlock",),
+    "downblock": ("DownBlock",),
+    "upblock": ("UpBlock",),
+    "midblock": ("MidBlock",),
+    "unet": ("Unet",),
+    "conv_transpose2d": ("ConvTranspose2d",),
+}
+
+NOTEBOOK_CALLS: tuple[tuple[str, dict], ...] = (
+    ("groupnorm", {"affine": False}),
+    ("groupnorm", {"affine": True}),
+    ("sinusoidal_embeddings", {}),
+    ("swish", {}),
+    ("self_attention", {}),
+    ("attention_block", {}),
+    ("residual_block", {}),
+    ("downblock", {"downsample": True}),
+    ("downblock", {"downsample": False}),
+    ("upblock", {"upsample": True}),
+    ("upblock", {"upsample": False}),
+    ("midblock", {}),
+    ("unet", {}),
+    ("conv_transpose2d", {}),
+)
+
+
+def run_test(name: str, *subjects, seed: int = SEED, device: Optional[str] = None, **kwargs) -> str:
+    """Probe then judge in this process; returns the PASS summary or raises AssertionError."""
+    probe, judge = TESTS[name]
+    return judge(probe(*subjects, seed=seed, device=device, **kwargs), seed=seed, **kwargs)
+
+
+def _test(name: str, *subjects, seed: int, **kwargs) -> None:
+    arguments = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    label = f"test_{name}({arguments})" if arguments else f"test_{name}"
+    try:
+        summary = run_test(name, *subjects, seed=seed, **kwargs)
+    except AssertionError as exc:
+        raise AssertionError(f"{label}: {exc}") from None
+    print(f"PASS {label}: {summary}")
+
+
+def test_groupnorm(GroupNorm, affine: bool = True, seed: int = SEED) -> None:
+    _test("groupnorm", GroupNorm, seed=seed, affine=affine)
+
+
+def test_sinusoidal_embeddings(SinusoidalPositionEmbeddings, seed: int = SEED) -> None:
+    _test("sinusoidal_embeddings", SinusoidalPositionEmbeddings, seed=seed)
+
+
+def test_swish(swish, SiLU, seed: int = SEED) -> None:
+    _test("swish", swish, SiLU, seed=seed)
+
+
+def test_self_attention(SelfAttention, seed: int = SEED) -> None:
+    _test("self_attention", SelfAttention, seed=seed)
+
+
+def test_attention_block(AttentionBlock, seed: int = SEED) -> None:
+    _test("attention_block", AttentionBlock, seed=seed)
+
+
+def test_residual_block(ResidualBlock, seed: int = SEED) -> None:
+    _test("residual_block", ResidualBlock, seed=seed)
+
+
+def test_downblock(DownBlock, downsample: bool = True, seed: int = SEED) -> None:
+    _test("downblock", DownBlock, seed=seed, downsample=downsample)
+
+
+def test_upblock(UpBlock, upsample: bool = True, seed: int = SEED) -> None:
+    _test("upblock", UpBlock, seed=seed, upsample=upsample)
+
+
+def test_midblock(MidBlock, seed: int = SEED) -> None:
+    _test("midblock", MidBlock, seed=seed)
+
+
+def test_unet(Unet, seed: int = SEED) -> None:
+    _test("unet", Unet, seed=seed)
+
+
+def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
+    _test("conv_transpose2d", ConvTranspose2d, seed=seed)
+
+
+# The notebook calls these; pytest must not collect them (this file's name matches *_test.py).
+for _notebook_test in (
+    test_groupnorm,
+    test_sinusoidal_embeddings,
+    test_swish,
+    test_self_attention,
+    test_attention_block,
+    test_residual_block,
+    test_downblock,
+    test_upblock,
+    test_midblock,
+    test_unet,
+    test_conv_transpose2d,
+):
+    _notebook_test.__test__ = False

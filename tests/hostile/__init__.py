@@ -1,0 +1,1 @@
+"""Hostile and broken submissions for the autograder, generated from the current lesson."""

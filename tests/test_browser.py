@@ -1,0 +1,120 @@
+"""The student notebook, as a reader sees it in a real browser: every figure and diagram shows.
+
+Headless Chromium (Debian's /usr/bin/chromium, driven by Playwright, nothing downloaded) opens
+the released notebook (notebooks/w3d4_part2/) in JupyterLab, in Notebook 7, and as the HTML that
+`jupyter nbconvert --to html` exports, with the internet cut off, as for a student offline. Each
+check: every image loaded (natural width > 0) at a sensible size, every ```mermaid block drawn
+as a diagram without an error. Screenshots, one per figure and one of the whole notebook, go to
+out/screenshots/<viewer>/ (SCREENSHOTS below).
+
+Skipped only when /usr/bin/chromium is missing (`make test` installs it on Debian as root).
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser_support import (
+    SCREENSHOTS, expected, html_export, inspect, jupyter_lab, offline_page, problems,
+    save_screenshots, wait_until_rendered,
+)
+from figures.diagrams import CHROMIUM
+from grader import paths
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: the browser tests need Debian's chromium package"
+)
+
+RELEASE = paths.REPO / paths.RELEASE_DIR
+NOTEBOOK = paths.NOTEBOOK_NAME
+
+
+@pytest.fixture(scope="module")
+def student_folder(tmp_path_factory) -> Path:
+    """A copy of the released assignment folder, as a student receives it."""
+    folder = tmp_path_factory.mktemp("student") / "w3d4_part2"
+    shutil.copytree(RELEASE, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from browser_support import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def server(student_folder, tmp_path_factory):
+    with jupyter_lab(student_folder, tmp_path_factory.mktemp("jupyter-home")) as server:
+        yield server
+
+
+def check_page(page, notebook: Path, viewer: str, scroller: str | None = None, server=None) -> None:
+    """Wait for the notebook to render, save the screenshots, then assert that nothing is missing."""
+    want = expected(notebook)
+    wait_until_rendered(page, want, server.url if server else None)
+    folder = SCREENSHOTS / viewer
+    seen = inspect(page)
+    save_screenshots(page, folder, scroller)
+    found = problems(seen, want)
+    assert not found, f"{viewer} (screenshots in {folder}):\n- " + "\n- ".join(found)
+
+
+def test_jupyterlab_shows_every_figure(server, browser, student_folder):
+    page = offline_page(browser)
+    try:
+        page.goto(server.page(f"lab/tree/{NOTEBOOK}"))
+        check_page(page, student_folder / NOTEBOOK, "jupyterlab", ".jp-WindowedPanel-outer", server)
+    finally:
+        page.context.close()
+
+
+def test_notebook7_shows_every_figure(server, browser, student_folder):
+    page = offline_page(browser)
+    try:
+        page.goto(server.page(f"notebooks/{NOTEBOOK}"))
+        check_page(page, student_folder / NOTEBOOK, "notebook7", ".jp-WindowedPanel-outer", server)
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["html-next-to-notebook", "html-embedded-images"])
+def test_html_export_shows_every_figure(browser, student_folder, tmp_path, embed):
+    """The plain export, read next to the notebook's files; and --embed-images, read on its own."""
+    if embed:
+        html = html_export(student_folder / NOTEBOOK, tmp_path, "--embed-images")
+    else:
+        html = html_export(student_folder / NOTEBOOK, student_folder)
+    page = offline_page(browser)
+    try:
+        page.goto(html.as_uri(), wait_until="domcontentloaded")
+        check_page(page, student_folder / NOTEBOOK, "html-embedded" if embed else "html")
+    finally:
+        page.context.close()
+
+
+def test_the_checks_catch_a_broken_image_and_a_mermaid_block_that_is_not_drawn(browser, tmp_path):
+    """The same checks fail on a notebook with a wrong image path and a ```mermaid block: the
+    HTML export cannot draw mermaid offline (nbconvert loads it from a CDN) and hides it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell('<img src="no_such_figure.svg" width="400"/>'),
+        nbformat.v4.new_markdown_cell("```mermaid\ngraph TD\n    A[Input] --> B[Output]\n```"),
+    ]
+    notebook = tmp_path / "broken.ipynb"
+    nbformat.write(nb, notebook)
+    page = offline_page(browser)
+    try:
+        page.goto(html_export(notebook, tmp_path).as_uri(), wait_until="domcontentloaded")
+        want = expected(notebook)
+        wait_until_rendered(page, want)
+        found = problems(inspect(page), want)
+    finally:
+        page.context.close()
+    assert any("no_such_figure.svg did not load" in problem for problem in found), found
+    assert any("0 of 1 mermaid blocks drawn" in problem for problem in found), found

@@ -1,0 +1,152 @@
+"""The build: reproducible, fresh, complete, and never leaking a solution into the release."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import build, paths
+
+RELEASE_NOTEBOOK = paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
+SOURCE_NOTEBOOK = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
+# Every name the seed lesson defines for students to implement, with its exact signature line.
+STUBS = {
+    "GroupNorm": "class GroupNorm(nn.Module):",
+    "SinusoidalPositionEmbeddings": "class SinusoidalPositionEmbeddings(nn.Module):",
+    "swish": "def swish(x: t.Tensor) -> t.Tensor:",
+    "SiLU": "class SiLU(nn.Module):",
+    "SelfAttention": "def __init__(self, channels: int, num_heads: int = 4):",
+    "ConvTranspose2d": "class ConvTranspose2d(nn.Module):",
+    "AttentionBlock": "class AttentionBlock(nn.Module):",
+    "ResidualBlock": "def __init__(self, input_channels: int, output_channels: int, step_dim: int, groups: int):",
+    "DownBlock": "def __init__(self, channels_in: int, channels_out: int, time_emb_dim: int, groups: int, downsample: bool):",
+    "UpBlock": "def __init__(self, dim_in: int, dim_out: int, time_emb_dim: int, groups: int, upsample: bool):",
+    "MidBlock": "def __init__(self, mid_dim: int, time_emb_dim: int, groups: int):",
+    "Unet": "class Unet(DiffusionModel):",
+}
+
+
+def solution_only_lines(source: str) -> set[str]:
+    """Stripped code lines that occur inside solution regions and nowhere else in the source.
+
+    Lines under 10 characters (`else:`, `)`, `return h`) are too generic to count as leaks.
+    """
+    inside, outside, in_solution = set(), set(), False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped == build.SOLUTION_BEGIN:
+            in_solution = True
+        elif stripped == build.SOLUTION_END:
+            in_solution = False
+        elif len(stripped) >= 10 and not stripped.startswith("#"):
+            (inside if in_solution else outside).add(stripped)
+    return inside - outside
+
+
+def release_text() -> str:
+    """Everything a student reads in the notebook. (The tests module beside it computes references
+    with torch built-ins and is checked for solutions by its own tests.)"""
+    return "\n".join(cell.source for cell in nbformat.read(RELEASE_NOTEBOOK, as_version=4).cells)
+
+
+def test_generated_files_are_fresh():
+    """Rebuilding from the committed source reproduces every generated file byte for byte."""
+    assert build.stale_files() == [], "generated files are stale: run `python -m grader build` and commit"
+
+
+def test_no_solution_line_leaks_into_the_release():
+    secret = solution_only_lines(paths.LESSON_SOURCE.read_text(encoding="utf-8"))
+    assert len(secret) > 50, "the solution regions should hold the lesson's answers"
+    release_lines = {line.strip() for line in release_text().splitlines()}
+    leaked = sorted(secret & release_lines)
+    assert not leaked, f"solution lines found in the student release: {leaked[:5]}"
+
+
+def test_leak_check_catches_a_leak():
+    """The leak check itself can fail: a solution line pasted outside the markers is found."""
+    source = "x = 1\n### BEGIN SOLUTION\nsecret_answer = 42\n### END SOLUTION\n"
+    assert solution_only_lines(source) == {"secret_answer = 42"}
+    assert solution_only_lines(source + "secret_answer = 42\n") == set()
+
+
+def test_release_has_every_stub_and_no_outputs():
+    nb = nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+    text = "\n".join(cell.source for cell in nb.cells)
+    missing = [name for name, signature in STUBS.items() if signature not in text]
+    assert not missing, f"stubs missing from the release: {missing}"
+    solution_cells = [c for c in nb.cells if c.metadata["nbgrader"]["solution"]]
+    assert solution_cells and all("raise NotImplementedError()" in c.source for c in solution_cells)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # The seed's bug: the attention block's test must receive AttentionBlock.
+    assert "w3d4_test.test_attention_block(AttentionBlock)" in text
+
+
+def test_nbgrader_metadata_is_complete():
+    nb = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+    metas = [cell.metadata["nbgrader"] for cell in nb.cells]
+    ids = [m["grade_id"] for m in metas]
+    assert len(ids) == len(set(ids)), "grade_ids must be unique"
+    graded = [m for m in metas if m["grade"]]
+    assert {m["grade_id"] for m in graded} >= {
+        "test_groupnorm", "test_sinusoidal", "test_swish", "test_self_attention", "test_attention_block",
+        "test_residual_block", "test_downblock", "test_upblock", "test_midblock", "test_unet",
+    }
+    assert all(m["locked"] and m["points"] > 0 and not m["solution"] for m in graded)
+    assert all(not m["locked"] for m in metas if m["solution"])
+    assert all(m["locked"] for m in metas if not m["solution"]), "everything but answers is read-only"
+    first = nb.cells[0].source.splitlines()[0]
+    assert "Generated from solutions/w3d4_part2_unet_solution.py" in first
+
+
+def test_generated_python_files_name_their_source():
+    for folder in (paths.SOURCE_DIR, paths.RELEASE_DIR):
+        for path in (paths.REPO / folder).glob("*.py"):
+            assert path.read_text(encoding="utf-8").startswith("# Generated from "), path
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ('# %% nbgrader={"grade_id": "a"}\nx = 1\n### BEGIN SOLUTION\ny = 2\n', "unbalanced"),
+        ("# %%\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n", "needs nbgrader"),
+        ('# %% nbgrader={"points": 1}\nassert True\n', "needs nbgrader"),
+        ('# %% nbgrader={"grade_id": "a", "points": 0}\nassert True\n', "points must be a positive number"),
+        ('# %% nbgrader={"grade_id": "a", "locked": false}\nx = 1\n', "unsupported nbgrader keys"),
+        ('# %% nbgrader={"grade_id": "a"}\nx = 1\n\n# %% nbgrader={"grade_id": "a", "points": 1}\nx\n', "already used"),
+    ],
+)
+def test_bad_sources_get_a_clear_error(tmp_path: Path, cell: str, message: str):
+    source = tmp_path / "lesson.py"
+    source.write_text(f"# %% [markdown]\n# # Title\n\n{cell}")
+    with pytest.raises(build.BuildError, match=message):
+        build.source_notebook(source)
+
+
+def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypatch):
+    with pytest.raises(build.BuildError, match="lesson source not found"):
+        build.source_notebook(tmp_path / "nope.py")
+    monkeypatch.setattr(paths, "FIGURES", tmp_path)
+    with pytest.raises(build.BuildError, match=r"w3d4_unet_architecture\.svg.*does not exist"):
+        build.write_source_dir(tmp_path / "out")
+
+
+def test_rebuild_keeps_a_copy_of_hand_edited_files(tmp_path: Path):
+    """A student who worked inside notebooks/w3d4_part2/ and rebuilt loses nothing."""
+    build.build(root=tmp_path)
+    notebook = tmp_path / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
+    edited = notebook.read_text(encoding="utf-8").replace("# YOUR CODE HERE", "# my own work", 1)
+    notebook.write_text(edited, encoding="utf-8")
+    backups = build.build(root=tmp_path)
+    assert len(backups) == 1 and backups[0].endswith(f"{paths.RELEASE_DIR.as_posix()}/{paths.NOTEBOOK_NAME}")
+    assert (tmp_path / backups[0]).read_text(encoding="utf-8") == edited
+    assert "# my own work" not in notebook.read_text(encoding="utf-8")
+    assert build.build(root=tmp_path) == [], "an unedited tree needs no backup"
+
+
+def test_generated_notebooks_are_valid_nbformat():
+    for path in (SOURCE_NOTEBOOK, RELEASE_NOTEBOOK):
+        nbformat.validate(nbformat.read(path, as_version=4))
+        assert re.fullmatch(r"[\w-]+", nbformat.read(path, as_version=4).cells[1].id)

@@ -1,0 +1,200 @@
+"""Grading the bundled sample class, through `python -m grader grade` and through plain nbgrader.
+
+Every student's points per test are pinned: the cheats (an always-equal tensor, an input
+transformer that blanks the rest of the notebook, code that hunts for the solution on disk) get
+nothing they did not earn, and honest partial work gets exactly its share.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import paths
+from grader.build import tool_env
+from grader.checks import checks_for, seed_for
+from grader.course import Workspace
+from grader.nbgrader_plugin import course_secret
+
+TESTS = ["test_groupnorm", "test_sinusoidal", "test_swish", "test_self_attention", "test_attention_block",
+         "test_residual_block", "test_downblock", "test_upblock", "test_midblock", "test_unet"]
+FULL = dict(zip(TESTS, [2, 1, 1, 2, 1, 2, 2, 2, 1, 2]))
+NOTHING = dict.fromkeys(TESTS, 0)
+EXPECTED = {
+    "ada_complete": FULL,
+    "ben_untouched": NOTHING,
+    "cleo_first_half": {**NOTHING, "test_groupnorm": 2, "test_sinusoidal": 1, "test_swish": 1, "test_self_attention": 2},
+    # Unbiased variance, softmax over the queries, mid block in the wrong order; the attention
+    # block inherits the broken attention.
+    "dev_classic_mistakes": {**FULL, "test_groupnorm": 0, "test_self_attention": 0, "test_attention_block": 0,
+                             "test_midblock": 0},
+    "eve_always_equal": NOTHING,
+    # Blanking every later cell also blanks the grader's probes: no data is no points.
+    "finn_blanks_cells": NOTHING,
+    "gus_reads_solutions": NOTHING,
+}
+DIAGNOSTICS = {
+    ("ben_untouched", "test_unet"): "Unet is not implemented yet",
+    ("dev_classic_mistakes", "test_groupnorm"): "unbiased variance",
+    ("dev_classic_mistakes", "test_self_attention"): "sum to 1 over the keys",
+    ("dev_classic_mistakes", "test_midblock"): "residual block -> attention block -> residual block",
+    ("eve_always_equal", "test_groupnorm"): "GroupNorm",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=paths.REPO, env=tool_env(),
+                          capture_output=True, text=True, timeout=1200)
+
+
+def by_test(out: Path) -> dict[str, dict[str, tuple[float, str]]]:
+    rows: dict[str, dict[str, tuple[float, str]]] = {}
+    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["student_id"], {})[row["test"]] = (float(row["score"]), row["diagnostic"])
+    return rows
+
+
+def nbgrader_totals(csv_path: Path) -> dict[str, float]:
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    students = [r["student_id"] for r in rows]
+    assert len(students) == len(set(students)), f"duplicate gradebook rows: {students}"
+    return {r["student_id"]: float(r["raw_score"]) for r in rows}
+
+
+def repo_digest() -> dict[str, str]:
+    """Every file of the repository outside out/ and .venv/, by content."""
+    skip = {"out", ".venv", ".git", ".pytest_cache"}
+    return {
+        p.relative_to(paths.REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in paths.REPO.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(paths.REPO).parts) and "__pycache__" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("grading")
+    before = repo_digest()
+    result = run_cli("grade", "--out", str(out), "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert repo_digest() == before, "grading wrote into the repository"
+    return out
+
+
+def test_cli_gives_exact_points_per_test(graded: Path):
+    rows = by_test(graded)
+    assert set(rows) == set(EXPECTED)
+    for student, expected in EXPECTED.items():
+        got = {test: score for test, (score, _) in rows[student].items()}
+        assert got == expected, f"{student}: {got}"
+    for (student, test), phrase in DIAGNOSTICS.items():
+        assert phrase in rows[student][test][1], rows[student][test][1]
+    for student, tests in rows.items():
+        for test, (score, diag) in tests.items():
+            assert (diag == "") == (score == FULL[test]), f"{student} {test}: {score} with diagnostic {diag!r}"
+
+
+def test_gradebook_export_matches(graded: Path):
+    totals = nbgrader_totals(graded / "grades.csv")
+    assert totals == {student: float(sum(points.values())) for student, points in EXPECTED.items()}
+    assert (graded / "score_histogram.png").stat().st_size > 1000
+
+
+def test_feedback_explains_and_hides_the_grader(graded: Path):
+    """Feedback shows the verdicts, never the hidden checks' inputs or the grader's own code."""
+    feedback = graded / "course" / "feedback"
+    secret = course_secret(graded / "course" / ".grader_secret")
+    checks = checks_for(nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4))
+    for student in EXPECTED:
+        html = (feedback / student / paths.ASSIGNMENT / "w3d4_part2_unet.html").read_text(encoding="utf-8")
+        assert "Notes from the grader" in html
+        hidden = ["kernel_probe", "run_probe", "_w3d4_grader", "__tensor__", secret.hex()]
+        hidden += [f"seed={seed_for(secret, student, check)}" for check in checks]
+        for text in hidden:
+            assert text not in html, f"{student}'s feedback shows grader internals ({text})"
+    dev = (feedback / "dev_classic_mistakes" / paths.ASSIGNMENT / "w3d4_part2_unet.html").read_text(encoding="utf-8")
+    assert "unbiased variance" in dev and "hidden check" in dev
+
+
+def test_plain_nbgrader_autograde_runs_the_secure_path(tmp_path: Path):
+    """`nbgrader autograde` with our config, on the raw sample notebooks, gives the same totals."""
+    workspace = Workspace(tmp_path)
+    workspace.setup()
+    for notebook in (paths.REPO / paths.SAMPLE_DIR).glob("*.ipynb"):
+        target = workspace.submitted(notebook.stem)
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(notebook, target)
+    workspace.nbgrader("autograde", paths.ASSIGNMENT)
+    workspace.nbgrader("export", f"--CsvExportPlugin.to={tmp_path / 'grades.csv'}")
+    totals = nbgrader_totals(tmp_path / "grades.csv")
+    assert totals == {student: float(sum(points.values())) for student, points in EXPECTED.items()}
+
+
+def _small_class(folder: Path, students: list[str]) -> Path:
+    folder.mkdir()
+    for student in students:
+        shutil.copyfile(paths.REPO / paths.SAMPLE_DIR / f"{student}.ipynb", folder / f"{student}.ipynb")
+    return folder
+
+
+def _verdicts(out: Path) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime for p in (out / "course" / "verdicts").rglob("*.json")}
+
+
+def test_killed_run_resumes_and_regrade_touches_one_student(tmp_path: Path):
+    students = ["ada_complete", "ben_untouched", "cleo_first_half", "dev_classic_mistakes"]
+    submissions = _small_class(tmp_path / "class", students)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grader", "grade", str(submissions), "--out", str(out), "--jobs", "1"]
+    run = subprocess.Popen(command, cwd=paths.REPO, env=tool_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(_verdicts(out)) < 1 and time.time() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    run.kill()
+    run.wait()
+    first = _verdicts(out)
+    assert 1 <= len(first) < len(students), "the run should have been killed midway"
+
+    resumed = run_cli("grade", str(submissions), "--out", str(out), "--jobs", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(first)} submissions already judged" in resumed.stdout
+    second = _verdicts(out)
+    assert all(second[s] == first[s] for s in first), "a finished verdict was recomputed"
+    assert nbgrader_totals(out / "grades.csv") == {s: float(sum(EXPECTED[s].values())) for s in students}
+
+    # Ben finally does the first exercise: regrade him alone.
+    ben = nbformat.read(paths.REPO / paths.SAMPLE_DIR / "ada_complete.ipynb", as_version=4)
+    nbformat.write(ben, submissions / "ben_untouched.ipynb")
+    regraded = run_cli("grade", str(submissions), "--out", str(out), "--student", "ben_untouched")
+    assert regraded.returncode == 0, regraded.stderr
+    third = _verdicts(out)
+    assert third["ben_untouched"] > second["ben_untouched"]
+    assert all(third[s] == second[s] for s in students if s != "ben_untouched")
+    totals = nbgrader_totals(out / "grades.csv")
+    assert totals["ben_untouched"] == sum(FULL.values()) and len(totals) == len(students)
+
+
+def test_other_database_url_and_bad_arguments(tmp_path: Path):
+    submissions = _small_class(tmp_path / "class", ["cleo_first_half"])
+    db = tmp_path / "elsewhere" / "grades.sqlite"
+    db.parent.mkdir()
+    result = run_cli("grade", str(submissions), "--out", str(tmp_path / "out"), "--db", f"sqlite:///{db}")
+    assert result.returncode == 0, result.stderr
+    assert db.stat().st_size > 0 and not (tmp_path / "out" / "course" / "gradebook.db").exists()
+    assert nbgrader_totals(tmp_path / "out" / "grades.csv") == {"cleo_first_half": 6.0}
+
+    missing = run_cli("grade", str(tmp_path / "nope"), "--out", str(tmp_path / "out2"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    unknown = run_cli("grade", str(submissions), "--out", str(tmp_path / "out"), "--student", "zed")
+    assert unknown.returncode == 2 and "no submission for student 'zed'" in unknown.stderr

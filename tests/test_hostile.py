@@ -1,0 +1,271 @@
+"""The hostile class: one `grade()` run over every attack and every kind of broken file.
+
+The corpus (tests/hostile/corpus.py) is one LMS-style zip. It is graded once, two jobs at a time,
+with small limits, into a fresh workspace whose course folder holds a planted canary. Then, for
+every student: exactly the points it earned, a row in both reports, and a reason it can read; and
+for the batch: it completed, the course and the repository are unchanged apart from the expected
+records, no sandboxed process survives, and nothing reached the network listener.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from grader import paths
+from grader.course import Workspace
+from grader.grade import NOTEBOOK_ID, grade
+from grader.nbgrader_plugin import verdict_path
+from grader.sandbox import SANDBOX_UID, Limits, isolation_available
+from grader.verdicts import Verdict
+from hostile.corpus import CORPUS, Context, by_student, write_class_zip
+
+pytestmark = pytest.mark.skipif(
+    not isolation_available(), reason="bubblewrap namespaces are not available: the WEAKER mode is not meant to stop these"
+)
+
+LIMITS = Limits(cell_timeout_s=10, notebook_timeout_s=180, memory_bytes=3 * 2**30)
+# What grading is expected to write into the course folder; everything else must stay as it was.
+RECORDS = {"gradebook.db", "submitted", "autograded", "feedback", "verdicts", ".grader_secret"}
+ESCAPES = [Path("/tmp/zipslip_zed.ipynb"), Path("/tmp/absolute_abe.ipynb")]  # where unsafe zip entries would land
+CANARY = "the course folder is not the student's to write\n"
+
+
+class Listener:
+    """A TCP server on every interface; it records whoever connects."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("0.0.0.0", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.peers: list = []
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                continue
+            self.peers.append(peer)
+            conn.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def host_ip() -> str:
+    """This machine's address on its network (no packet is sent), or loopback without one."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def tree_digest(root: Path, skip: set[str] = frozenset()) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root, leaving out the top-level names in `skip`."""
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in skip or not path.is_file() or "__pycache__" in relative.parts:
+            continue
+        digests[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def sandbox_processes() -> list[str]:
+    """Processes of the sandbox's users, or with a sandbox folder on their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            uid = int(next(line for line in (proc / "status").read_text().splitlines() if line.startswith("Uid:")).split()[1])
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        if SANDBOX_UID <= uid < SANDBOX_UID + 64 or "w3d4-sb-" in cmdline:
+            found.append(f"pid {proc.name} uid {uid}: {cmdline[:120]}")
+    return found
+
+
+REPO_PARTS = ["solutions", "notebooks", paths.SOURCE_DIR.as_posix(), "grader/w3d4_test.py"]
+
+
+def repo_digest() -> dict[str, str]:
+    digests = {}
+    for part in REPO_PARTS:
+        path = paths.REPO / part
+        if path.is_file():
+            digests[part] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digests.update({f"{part}/{k}": v for k, v in tree_digest(path).items()})
+    return digests
+
+
+@dataclass
+class Graded:
+    workspace: Workspace
+    rows: list
+    seconds: float
+    course_before: dict[str, str]
+    course_after: dict[str, str]
+    repo_before: dict[str, str]
+    repo_after: dict[str, str]
+    processes_before: list[str]
+    processes_after: list[str]
+    peers: list
+    totals: dict[str, float]  # grades.csv
+    by_test: dict[str, dict[str, tuple[float, str]]]  # grades_by_test.csv: student -> test -> (score, diagnostic)
+
+    def verdict(self, student_id: str) -> Verdict:
+        return Verdict.load(verdict_path(self.workspace.verdicts, student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
+
+    def feedback(self, student_id: str) -> Path:
+        return self.workspace.root / "feedback" / student_id / paths.ASSIGNMENT / f"{NOTEBOOK_ID}.html"
+
+    def told(self, student_id: str) -> str:
+        """Everything the student is told: notes, diagnostics, and the outputs kept from their cells."""
+        verdict = self.verdict(student_id)
+        outputs = [json.dumps(o) for cell in verdict.cells for o in cell.get("outputs", [])]
+        diagnostics = [d for _, d in self.by_test[student_id].values()]
+        return "\n".join(verdict.notes + diagnostics + [c.message for c in verdict.checks] + outputs)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Graded:
+    base = tmp_path_factory.mktemp("hostile")
+    out = base / "grading"
+    workspace = Workspace(out)
+    workspace.setup()  # the course exists before the class is graded: plant a canary in it
+    (workspace.root / "canary.txt").write_text(CANARY)
+    for path in ESCAPES:
+        path.unlink(missing_ok=True)
+    course_before, repo_before = tree_digest(workspace.root, RECORDS), repo_digest()
+    processes_before = sandbox_processes()
+    listener = Listener()
+    try:
+        ctx = Context(course=workspace.root, port=listener.port, host_ip=host_ip())
+        archive = write_class_zip(ctx, base / "class_download.zip")
+        start = time.perf_counter()
+        rows = grade(archive, out, jobs=2, limits=LIMITS)
+        seconds = time.perf_counter() - start
+        time.sleep(0.5)  # give a kernel killed last a moment to be reaped
+    finally:
+        listener.close()
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        totals = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
+    by_test: dict[str, dict[str, tuple[float, str]]] = {}
+    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            by_test.setdefault(row["student_id"], {})[row["test"]] = (float(row["score"]), row["diagnostic"])
+    print(f"\nhostile class: {len(rows)} submissions graded in {seconds:.0f} s")
+    return Graded(workspace, rows, seconds, course_before, tree_digest(workspace.root, RECORDS), repo_before,
+                  repo_digest(), processes_before, sandbox_processes(), listener.peers, totals, by_test)
+
+
+def test_corpus_is_large_and_ids_are_unique():
+    assert len([e for e in CORPUS if e.kind == "hostile"]) >= 20
+    assert len(CORPUS) >= 40  # with the broken files and odd names
+    assert len(by_student()) == len(CORPUS)
+
+
+def test_the_batch_completes_with_one_row_per_submission(graded):
+    expected = set(by_student())
+    assert {r.student_id for r in graded.rows} == expected
+    assert set(graded.totals) == expected, "grades.csv (nbgrader's export) lacks or adds students"
+    assert set(graded.by_test) == expected
+    tests = {len(per_test) for per_test in graded.by_test.values()}
+    assert tests == {10}, "every student has a row for each of the 10 graded cells"
+    missing = [sid for sid in expected if not graded.feedback(sid).is_file()]
+    assert not missing, f"no feedback for {missing}"
+
+
+def _check_points(graded: Graded, entry) -> None:
+    per_test = {test: score for test, (score, _) in graded.by_test[entry.student_id].items()}
+    expected = {test: entry.points.get(test, 0.0) for test in per_test}
+    assert per_test == expected, f"{entry.student_id}: points per test"
+    assert graded.totals[entry.student_id] == sum(entry.points.values()), f"{entry.student_id}: gradebook total"
+
+
+@pytest.mark.parametrize("entry", [e for e in CORPUS if not e.known_hole], ids=lambda e: e.student_id)
+def test_every_submission_gets_exactly_the_points_it_earned(graded, entry):
+    _check_points(graded, entry)
+
+
+@pytest.mark.parametrize("entry", [e for e in CORPUS if e.known_hole], ids=lambda e: e.student_id)
+def test_known_holes_are_still_open(graded, entry):
+    """An attack that still earns points it did not earn is reported as an expected failure; once
+    it stops earning them this test fails, so that its `known_hole` is dropped from the corpus."""
+    try:
+        _check_points(graded, entry)
+        assert entry.reason in graded.told(entry.student_id)
+    except AssertionError:
+        pytest.xfail(f"known hole: {entry.known_hole}")
+    pytest.fail(f"{entry.student_id} no longer earns points it did not earn: drop its known_hole in the corpus")
+
+
+@pytest.mark.parametrize("entry", [e for e in CORPUS if not e.known_hole], ids=lambda e: e.student_id)
+def test_every_submission_is_told_why(graded, entry):
+    assert entry.reason in graded.told(entry.student_id)
+
+
+def test_every_notebook_ran_in_the_sandbox(graded):
+    """No submission may spoil the next one's run (a fork flood once left a slot's user at its
+    process limit, and the next student's kernel could not start)."""
+    for student_id in by_student():
+        verdict = graded.verdict(student_id)
+        assert verdict.isolation == "bubblewrap", f"{student_id}: {verdict.notes[-1:]}"
+
+
+def test_the_course_folder_is_unchanged_apart_from_its_records(graded):
+    root = graded.workspace.root
+    assert (root / "canary.txt").read_text() == CANARY
+    assert graded.course_after == graded.course_before
+    assert b"tampered" not in (root / "gradebook.db").read_bytes()
+    for records in ("submitted", "autograded", "feedback", "verdicts/" + paths.ASSIGNMENT):
+        assert {p.name for p in (root / records).iterdir()} == set(by_student()), f"{records}/ holds other students"
+
+
+def test_the_repository_is_unchanged(graded):
+    assert graded.repo_after == graded.repo_before
+
+
+def test_nothing_is_extracted_outside_the_scratch_folder(graded):
+    assert not [p for p in ESCAPES if p.exists()]
+
+
+def test_no_sandboxed_process_survives(graded):
+    assert not graded.processes_before, f"left over from an earlier run: {graded.processes_before}"
+    assert not graded.processes_after
+
+
+def test_no_connection_reaches_the_listener(graded):
+    assert graded.peers == []
+
+
+def test_output_floods_are_not_kept(graded):
+    size = verdict_path(graded.workspace.verdicts, "output_flood", paths.ASSIGNMENT, NOTEBOOK_ID).stat().st_size
+    assert size < 1_000_000
+    assert graded.feedback("output_flood").stat().st_size < 2_000_000
+
+
+def test_student_chosen_names_are_not_html_in_feedback(graded):
+    page = graded.feedback("img_src_x_onerror_alert_1").read_text(encoding="utf-8")
+    assert "onerror=alert(1)" in page  # the note is there ...
+    assert "<img src=x" not in page  # ... as text, not as an element
