@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# System packages the project uses beyond Python: bubblewrap (the grader's sandbox) and Debian's
-# Chromium with its driver (the browser tests). Installed with apt-get when we are root on Debian
+# System packages the project uses beyond Python: bubblewrap (the grader's sandbox), Debian's
+# Chromium with its driver (the browser tests) and npm (mermaid, which draws the block diagrams). Installed with apt-get when we are root on Debian
 # or Ubuntu; otherwise we say what is missing and what that means, and carry on: the grader then
 # runs in its labelled weaker mode and the browser tests are skipped.
 set -u
@@ -8,6 +8,7 @@ missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -18,5 +19,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 echo "Note: missing system packages: ${missing[*]} (install them with your package manager)." >&2
 echo "  without bubblewrap the grader uses its weaker, unisolated fallback;" >&2
-echo "  without chromium the browser tests are skipped." >&2
+echo "  without chromium the browser tests are skipped;" >&2
+echo "  without npm the block diagrams cannot be redrawn and their tests are skipped." >&2
 exit 0

@@ -12,9 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +22,10 @@ from grader import paths
 from grader.course import Workspace
 from grader.grade import NOTEBOOK_ID, grade
 from grader.nbgrader_plugin import verdict_path
-from grader.sandbox import SANDBOX_UID, Limits, isolation_available
+from grader.sandbox import Limits, isolation_available
 from grader.verdicts import Verdict
 from hostile.corpus import CORPUS, Context, by_student, write_class_zip
+from hostile.observe import Listener, host_ip, sandbox_processes
 
 pytestmark = pytest.mark.skipif(
     not isolation_available(), reason="bubblewrap namespaces are not available: the WEAKER mode is not meant to stop these"
@@ -40,43 +38,6 @@ ESCAPES = [Path("/tmp/zipslip_zed.ipynb"), Path("/tmp/absolute_abe.ipynb")]  # w
 CANARY = "the course folder is not the student's to write\n"
 
 
-class Listener:
-    """A TCP server on every interface; it records whoever connects."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("0.0.0.0", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.peers: list = []
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while self.running:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                continue
-            self.peers.append(peer)
-            conn.close()
-
-    def close(self):
-        self.running = False
-        self.thread.join()
-        self.sock.close()
-
-
-def host_ip() -> str:
-    """This machine's address on its network (no packet is sent), or loopback without one."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-
-
 def tree_digest(root: Path, skip: set[str] = frozenset()) -> dict[str, str]:
     """Relative path -> sha256 of every file under root, leaving out the top-level names in `skip`."""
     digests = {}
@@ -86,22 +47,6 @@ def tree_digest(root: Path, skip: set[str] = frozenset()) -> dict[str, str]:
             continue
         digests[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
-
-
-def sandbox_processes() -> list[str]:
-    """Processes of the sandbox's users, or with a sandbox folder on their command line."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            uid = int(next(line for line in (proc / "status").read_text().splitlines() if line.startswith("Uid:")).split()[1])
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, StopIteration):
-            continue  # gone meanwhile
-        if SANDBOX_UID <= uid < SANDBOX_UID + 64 or "w3d4-sb-" in cmdline:
-            found.append(f"pid {proc.name} uid {uid}: {cmdline[:120]}")
-    return found
 
 
 REPO_PARTS = ["solutions", "notebooks", paths.SOURCE_DIR.as_posix(), "grader/w3d4_test.py"]

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from grader import paths
 from grader.checks import Check
 from grader.sandbox import SANDBOX_UID, WEAK, Limits, run_notebook
 from hostile.corpus import SWISH_HANGS, answers, release
+from hostile.observe import Listener, host_ip, sandbox_processes
 
 isolated = pytest.mark.skipif(not sandbox.isolation_available(), reason="bubblewrap namespaces are not available here")
 LIMITS = Limits(cell_timeout_s=5, notebook_timeout_s=120, memory_bytes=2 * 2**30, processes=64,
@@ -44,20 +43,6 @@ def printed(result, position: int = -1) -> str:
 
 def facts(result, position: int = -1) -> dict:
     return json.loads(printed(result, position).strip().splitlines()[-1])
-
-
-def sandbox_processes(marker: str = "") -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if not proc.name.isdigit():
-                continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if SANDBOX_UID <= proc.stat().st_uid < SANDBOX_UID + 64 or (marker and marker in cmdline):
-                found.append(f"{proc.name}: {cmdline[:100]}")
-        except OSError:
-            continue
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,38 +120,6 @@ print(json.dumps({"refused": len(refused), "total": len(glob.glob("/tmp/*/grader
     assert seen["written_mb"] < 40, "the in-memory /tmp is bounded by Limits.tmp_bytes (32 MiB here)"
 
 
-class Listener:
-    def __init__(self):
-        self.sock = socket.create_server(("0.0.0.0", 0))
-        self.sock.settimeout(0.2)
-        self.port, self.peers, self.running = self.sock.getsockname()[1], [], True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while self.running:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                continue
-            self.peers.append(peer)
-            conn.close()
-
-    def close(self):
-        self.running = False
-        self.thread.join()
-        self.sock.close()
-
-
-def _host_ip() -> str:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-
-
 @isolated
 def test_the_network_namespace_has_no_route_out(tmp_path):
     listener = Listener()
@@ -174,7 +127,7 @@ def test_the_network_namespace_has_no_route_out(tmp_path):
         result = run(tmp_path, f"""
 import json, socket
 outcomes = {{}}
-for host in ("127.0.0.1", {_host_ip()!r}, "8.8.8.8"):
+for host in ("127.0.0.1", {host_ip()!r}, "8.8.8.8"):
     try:
         socket.create_connection((host, {listener.port}), timeout=2).close()
         outcomes[host] = "connected"
