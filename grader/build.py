@@ -10,7 +10,8 @@ to the parts a person decides; the build fills in the rest of nbgrader's schema:
     # %% nbgrader={"grade_id": "groupnorm"}                 a cell with ### BEGIN/END SOLUTION
     # %% nbgrader={"grade_id": "test_groupnorm", "points": 2}   a graded, read-only test cell
 
-Every other cell (prose, given code, ungraded checks) becomes a locked, read-only cell.
+Every other cell (prose, given code, ungraded checks) becomes a locked, read-only cell. Cell tags
+are kept: `# %% tags=["skip-when-grading"]` marks code the grader does not run (the closing demo).
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def source_notebook(source: Path = paths.LESSON_SOURCE) -> nbformat.NotebookNode
                 f"{_cell_label(index, cell)}: grade_id {meta['grade_id']!r} already used by cell {seen[meta['grade_id']]}"
             )
         seen[meta["grade_id"]] = index
-        cell.metadata = {"nbgrader": meta}
+        tags = cell.metadata.get("tags", [])
+        if not (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)):
+            raise BuildError(f"{_cell_label(index, cell)}: tags must be a list of strings")
+        # Only nbgrader's metadata and tags (e.g. the grader's "skip-when-grading") are kept.
+        cell.metadata = {"nbgrader": meta, **({"tags": tags} if tags else {})}
         # Stable ids, so that a rebuild of an unchanged source changes no byte.
         cell.id = meta["grade_id"]
         if cell.cell_type == "code":
@@ -150,6 +155,12 @@ def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path
         shutil.copyfile(figure, target / name)
     _copy_with_header(paths.TESTS_MODULE, target / paths.TESTS_MODULE.name)
     _copy_with_header(paths.PART1_MODULE, target / paths.PART1_MODULE.name)
+    _copy_with_header(paths.DIGITS_MODULE, target / paths.DIGITS_MODULE.name)
+    # The checkpoint and its digest are data: copied byte for byte (w3d4_digits checks the digest).
+    for data in (paths.DIGITS_CHECKPOINT, paths.DIGITS_CHECKPOINT.with_name(paths.DIGITS_CHECKPOINT.name + ".sha256")):
+        if not data.is_file():
+            raise BuildError(f"the lesson loads {data.name}, but {_rel(data)} does not exist (run `python -m training`)")
+        shutil.copyfile(data, target / data.name)
     with open(target / paths.NOTEBOOK_NAME, "w", encoding="utf-8", newline="\n") as f:
         nbformat.write(nb, f)
     return target

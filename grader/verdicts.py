@@ -92,6 +92,14 @@ def clean_message(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
+# Cells of the lesson that grading does not run (they depend on nothing graded and take time).
+SKIP_TAG = "skip-when-grading"
+
+
+def is_graded(cell) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+
+
 def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
     """The trusted verdict for one check. Missing or malformed data is a failure, never a pass."""
     label = check.describe()
@@ -123,12 +131,12 @@ def grade_notebook(
     checks = checks_for(release)
     seeds = {c.check_id: seed_for(secret, student_id, c) for c in checks}
     # The graded cells' outputs are replaced by the verdicts, so running their tests in the kernel
-    # as well would only cost time.
-    graded = tuple(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    # as well would only cost time; so would the lesson's closing demo (training and sampling).
+    skipped = tuple(i for i, c in enumerate(nb.cells) if is_graded(c) or SKIP_TAG in c.get("metadata", {}).get("tags", []))
     probes = [c.probe_request(seeds[c.check_id]) for c in checks]
     notes = list(notes)
     try:
-        run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=graded)
+        run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=skipped)
     except Exception as error:  # the kernel would not start, the sandbox broke: no data, no points
         run = SandboxResult(isolation="unknown", seconds=0.0, timed_out=False)
         notes.append(f"The grader could not run this notebook ({type(error).__name__}: {clean_message(str(error))}); "

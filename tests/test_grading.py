@@ -22,7 +22,9 @@ from grader import paths
 from grader.build import tool_env
 from grader.checks import checks_for, seed_for
 from grader.course import Workspace
-from grader.nbgrader_plugin import course_secret
+from grader.grade import NOTEBOOK_ID
+from grader.nbgrader_plugin import course_secret, verdict_path
+from grader.verdicts import SKIP_TAG, Verdict
 
 TESTS = ["test_groupnorm", "test_sinusoidal", "test_swish", "test_self_attention", "test_attention_block",
          "test_residual_block", "test_downblock", "test_upblock", "test_midblock", "test_unet"]
@@ -102,6 +104,19 @@ def test_cli_gives_exact_points_per_test(graded: Path):
     for student, tests in rows.items():
         for test, (score, diag) in tests.items():
             assert (diag == "") == (score == FULL[test]), f"{student} {test}: {score} with diagnostic {diag!r}"
+
+
+def test_the_closing_demo_is_not_run_when_grading(graded: Path):
+    """The lesson's training demo costs time and earns nothing: grading skips the tagged cells and
+    runs every other code cell."""
+    release = nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
+    code = [i for i, c in enumerate(release.cells) if c.cell_type == "code"]
+    demo = {i for i in code if SKIP_TAG in release.cells[i].metadata.get("tags", [])}
+    graded_cells = {i for i in code if release.cells[i].metadata["nbgrader"]["grade"]}
+    assert len(demo) >= 4, "the demo cells are tagged in the lesson source"
+    verdict = Verdict.load(verdict_path(Workspace(graded).verdicts, "ada_complete", paths.ASSIGNMENT, NOTEBOOK_ID))
+    ran = {cell["index"] for cell in verdict.cells}
+    assert ran == set(code) - demo - graded_cells
 
 
 def test_gradebook_export_matches(graded: Path):

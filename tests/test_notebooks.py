@@ -55,14 +55,37 @@ def test_solution_passes_every_test_cell(solution_run):
         assert not any(o.output_type == "error" for o in cell.outputs)
 
 
-def test_solution_shows_the_three_plots(solution_run):
+def test_solution_shows_the_three_plots_and_the_digits_demo(solution_run):
     plots = [o for c in solution_run.notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(plots) == 3, f"expected the SiLU curve and the two embedding plots, got {len(plots)} images"
+    assert len(plots) == 6, (
+        f"expected the SiLU curve, the two embedding plots, and the digits demo's samples, denoising and loss "
+        f"curve, got {len(plots)} images"
+    )
+    demo = "\n".join(output_text(c) for c in digits_demo_cells(solution_run.notebook))
+    assert "verified" in demo and "reproduces the trained network's output" in demo, demo
+    assert "ratio samples / held-out" in demo, demo
+
+
+def digits_demo_cells(nb: nbformat.NotebookNode) -> list:
+    """The code cells of the closing "Does it work?" section (plain cells, not graded)."""
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Does it work?" in c.source)
+    end = next(i for i, c in enumerate(nb.cells) if i > start and c.cell_type == "markdown" and c.source.lstrip().startswith("## "))
+    return [c for c in nb.cells[start:end] if c.cell_type == "code"]
 
 
 def test_release_imports_resolve_from_its_own_folder(release_run):
     imports = next(c for c in release_run.notebook.cells if c.cell_type == "code" and "import w3d4_test" in c.source)
     assert not any(o.output_type == "error" for o in imports.outputs), output_text(imports)
+
+
+def test_release_digits_demo_explains_instead_of_failing(release_run):
+    """On the untouched release the demo says what to finish first and raises nothing, so "Run all"
+    goes on to the bonus."""
+    cells = digits_demo_cells(release_run.notebook)
+    assert cells and not any(o.output_type == "error" for c in cells for o in c.get("outputs", [])), (
+        "\n".join(output_text(c) for c in cells)
+    )
+    assert "is not implemented yet" in "\n".join(output_text(c) for c in cells)
 
 
 def test_release_fails_every_graded_cell_as_not_implemented(release_run):

@@ -17,6 +17,8 @@ ATTN_BLOCK = "return x + self.attention(self.norm(x))"
 RES_EMB = 'h = h + rearrange(self.step_mlp(time_emb), "b c -> b c 1 1")'
 RES_ROUND2 = "h = self.act(self.norm2(self.conv2(h)))"
 DOWN_RETURN = "return self.down(skip), skip"
+GN_VAR = "var = (centred**2).mean(dim=(2, 3, 4), keepdim=True)"
+GN_UNBIASED_VAR = "var = grouped.var(dim=(2, 3, 4), keepdim=True)"  # Tensor.var divides by N - 1
 DOWN_ASSERT = 'assert x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0, f"cannot halve an odd size {tuple(x.shape[-2:])}"'
 UP_CAT = "h = t.cat([x, skip], dim=1)"
 UP_RES1 = "ResidualBlock(2 * dim_out, dim_in"
@@ -28,7 +30,7 @@ MUTANTS = (
     Mutant(
         "gn_unbiased_variance",
         "groupnorm",
-        (("unbiased=False", "unbiased=True"),),
+        ((GN_VAR, GN_UNBIASED_VAR),),
         "unbiased variance",
         {"affine": False},
     ),
@@ -58,7 +60,7 @@ MUTANTS = (
         "groupnorm",
         (
             ("grouped.mean(dim=(2, 3, 4)", "grouped.mean(dim=(3, 4)"),
-            ("grouped.var(dim=(2, 3, 4)", "grouped.var(dim=(3, 4)"),
+            ("(centred**2).mean(dim=(2, 3, 4)", "(centred**2).mean(dim=(3, 4)"),
         ),
         "each channel on its own (instance norm)",
         {"affine": False},
@@ -68,7 +70,7 @@ MUTANTS = (
         "groupnorm",
         (
             ("grouped.mean(dim=(2, 3, 4)", "grouped.mean(dim=(0, 2, 3, 4)"),
-            ("grouped.var(dim=(2, 3, 4)", "grouped.var(dim=(0, 2, 3, 4)"),
+            ("(centred**2).mean(dim=(2, 3, 4)", "(centred**2).mean(dim=(0, 2, 3, 4)"),
         ),
         "mix the examples of the batch",
         {"affine": False},
