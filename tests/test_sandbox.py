@@ -326,3 +326,15 @@ def test_a_hanging_check_costs_only_itself(tmp_path):
     assert result.probes["swish-1"] == {"ok": False, "error": "The check timed out in your notebook's kernel."}
     assert result.probes["sin-1"]["ok"], result.probes["sin-1"]
     assert result.restarts == 1
+
+
+def test_an_environment_under_tmp_is_not_hidden_by_the_sandboxes_own_tmp(monkeypatch, tmp_path):
+    """A clone (and its .venv) under /tmp: the Python environment must be bound after the
+    sandbox's empty /tmp, or the kernel cannot start."""
+    venv = "/tmp/some-clone/.venv"
+    monkeypatch.setattr(sys, "prefix", venv)
+    command = sandbox.bwrap_command(tmp_path / "grader", tmp_path / "job", uid=None, tmp_bytes=2**20)
+    tmpfs = command.index("--tmpfs")
+    assert command[tmpfs + 1] == "/tmp"
+    binds = [i for i in range(len(command) - 2) if command[i] == "--ro-bind" and command[i + 1] == venv]
+    assert binds and all(i > tmpfs for i in binds), "the environment is bound before /tmp is replaced"

@@ -111,6 +111,13 @@ def _system_binds() -> list[str]:
     args += ["--perms", "0755", "--dir", "/etc"]
     for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "fonts"):
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def _python_binds() -> list[str]:
+    """Read-only views of the Python installation and the environment (a .venv anywhere, even
+    under /tmp: these are bound after the sandbox's own /tmp, which would otherwise hide them)."""
+    args = []
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)} | {sys.base_prefix, sys.prefix}
     for prefix in sorted(p for p in prefixes if not p.startswith("/usr/")):
         args += _ro_path(prefix)
@@ -134,7 +141,7 @@ def bwrap_command(grader_dir: Path, job_dir: Path, uid: int | None, tmp_bytes: i
     tmp_size = ["--size", str(tmp_bytes)] if _tmpfs_size_supported() else []
     command = ["bwrap", *namespaces, "--die-with-parent", "--new-session", *_system_binds(),
                "--perms", "1777", *tmp_size, "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
-               *_ro_path(str(grader_dir)), "--bind", str(job_dir), str(job_dir), "--chdir", str(job_dir)]
+               *_python_binds(), *_ro_path(str(grader_dir)), "--bind", str(job_dir), str(job_dir), "--chdir", str(job_dir)]
     if uid is not None and os.geteuid() == 0:
         return command + ["--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                           "--inh-caps=-all", "--bounding-set=-all"]
