@@ -14,7 +14,6 @@ held-out at most 1.5, and the samples far closer to the digits than noise is.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -27,7 +26,6 @@ import torch as t  # noqa: E402
 import training  # noqa: E402, F401  (makes w3d4_digits and the solutions importable)
 import w3d4_digits as digits  # noqa: E402
 import w3d4_part2_unet_solution as solution  # noqa: E402
-from w3d4_part1_diffusion_training_solution import NoiseSchedule  # noqa: E402
 
 GOAL_RATIO = 1.5
 
@@ -44,15 +42,13 @@ def main() -> None:
     trainset, heldout = digits.load_digits_split(n_held_out=max(args.samples, digits.N_HELD_OUT))
     t.manual_seed(config.seed)
     model = digits.build_unet(solution.Unet).to(device)
-    untrained = copy.deepcopy(model)
-    untrained.noise_schedule = NoiseSchedule(config.max_steps, device)
 
     print(f"device: {device}, torch threads: {t.get_num_threads()}, CPUs: {os.cpu_count()}, "
           f"training budget: {args.budget:.0f} s (at most {config.epochs} epochs)", flush=True)
     log = digits.train_digits(model, trainset, config, progress=False)
     start = time.perf_counter()
     samples = digits.sample_digits(model, args.samples)
-    quality = digits.measure_quality(samples, digits.sample_digits(untrained, args.samples), trainset, heldout[: args.samples])
+    quality = digits.measure_quality(samples, digits.untrained_samples(solution.Unet, args.samples, config.seed, device), trainset, heldout[: args.samples])
     sampling = time.perf_counter() - start
 
     print(f"trained {len(log.losses)} steps ({len(log.losses) / log.seconds:.1f} steps/s) in {log.seconds:.1f} s; "

@@ -30,7 +30,7 @@ from torch import nn  # noqa: E402
 import training  # noqa: E402, F401  (makes w3d4_digits and the solutions importable)
 import w3d4_part2_unet_solution as solution  # noqa: E402
 from builtin_unet import BuiltinUnet  # noqa: E402
-from w3d4_digits import UNET_CONFIG, match_parameters  # noqa: E402
+from w3d4_digits import UNET_CONFIG, default_device, match_parameters  # noqa: E402
 
 GOAL_RATIO = 1.5
 CONFIGS = {
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--skip-large", action="store_true", help="only the digits configuration")
     args = parser.parse_args()
-    device = t.device(args.device or ("cuda" if t.cuda.is_available() else "cpu"))
+    device = t.device(args.device) if args.device else default_device()
     print(f"device: {device}, torch threads: {t.get_num_threads()}, CPUs: {os.cpu_count()}")
     for name, (config, batch) in CONFIGS.items():
         if name != "digits" and args.skip_large:

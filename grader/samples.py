@@ -82,20 +82,26 @@ def _only(*grade_ids: str) -> Edit:
     return lambda answers: {g: answers[g] for g in grade_ids}
 
 
+# Three classic mistakes, as (answer cell, text of the solution, text of the mistake). The mutant
+# corpus in tests/ checks that each is failed with the intended diagnostic.
+UNBIASED_VARIANCE = (
+    "groupnorm",
+    "var = (centred**2).mean(dim=(2, 3, 4), keepdim=True)",
+    "var = grouped.var(dim=(2, 3, 4), keepdim=True)",  # Tensor.var divides by N - 1 by default
+)
+SOFTMAX_OVER_QUERIES = ("self_attention", "scores.softmax(dim=-1)", "scores.softmax(dim=-2)")
+MID_BLOCK_ORDER = (
+    "mid_block",
+    "return self.res2(self.attention(self.res1(x, step_emb)), step_emb)",
+    "return self.attention(self.res2(self.res1(x, step_emb), step_emb))",
+)
+
+
 def _mistakes(answers: dict[str, str]) -> dict[str, str]:
-    """Everything answered, with three classic mistakes."""
+    """Everything answered, with the three classic mistakes."""
     edited = dict(answers)
-    edited["groupnorm"] = _replace(
-        answers["groupnorm"],
-        "var = (centred**2).mean(dim=(2, 3, 4), keepdim=True)",
-        "var = grouped.var(dim=(2, 3, 4), keepdim=True)",  # Tensor.var is unbiased by default
-    )
-    edited["self_attention"] = _replace(answers["self_attention"], "scores.softmax(dim=-1)", "scores.softmax(dim=-2)")
-    edited["mid_block"] = _replace(
-        answers["mid_block"],
-        "return self.res2(self.attention(self.res1(x, step_emb)), step_emb)",
-        "return self.attention(self.res2(self.res1(x, step_emb), step_emb))",
-    )
+    for grade_id, old, new in (UNBIASED_VARIANCE, SOFTMAX_OVER_QUERIES, MID_BLOCK_ORDER):
+        edited[grade_id] = _replace(answers[grade_id], old, new)
     return edited
 
 

@@ -92,12 +92,14 @@ def clean_message(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-# Cells of the lesson that grading does not run (they depend on nothing graded and take time).
-SKIP_TAG = "skip-when-grading"
+SKIP_TAG = "skip-when-grading"  # lesson cells that earn nothing and take time (the closing demo)
 
 
-def is_graded(cell) -> bool:
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+def not_run_when_grading(cell) -> bool:
+    """Graded test cells (their outputs are replaced by the verdicts, so running their tests in the
+    kernel as well would only cost time) and cells tagged SKIP_TAG."""
+    meta = cell.get("metadata", {})
+    return bool(meta.get("nbgrader", {}).get("grade")) or SKIP_TAG in meta.get("tags", [])
 
 
 def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
@@ -130,9 +132,7 @@ def grade_notebook(
     release = nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
     checks = checks_for(release)
     seeds = {c.check_id: seed_for(secret, student_id, c) for c in checks}
-    # The graded cells' outputs are replaced by the verdicts, so running their tests in the kernel
-    # as well would only cost time; so would the lesson's closing demo (training and sampling).
-    skipped = tuple(i for i, c in enumerate(nb.cells) if is_graded(c) or SKIP_TAG in c.get("metadata", {}).get("tags", []))
+    skipped = tuple(i for i, c in enumerate(nb.cells) if not_run_when_grading(c))
     probes = [c.probe_request(seeds[c.check_id]) for c in checks]
     notes = list(notes)
     try:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System packages the project uses beyond Python: bubblewrap (the grader's sandbox), Debian's
-# Chromium with its driver (the browser tests) and npm (mermaid, which draws the block diagrams). Installed with apt-get when we are root on Debian
-# or Ubuntu; otherwise we say what is missing and what that means, and carry on: the grader then
-# runs in its labelled weaker mode and the browser tests are skipped.
+# Chromium with its driver (the browser tests) and npm (mermaid, which draws the block diagrams).
+# Installed with apt-get when we are root on Debian or Ubuntu; otherwise we say what is missing and
+# what that means, and carry on: the grader then runs in its labelled weaker mode and the tests that
+# need the rest are skipped.
 set -u
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)

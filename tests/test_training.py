@@ -124,7 +124,7 @@ def test_the_second_implementation_lines_up_but_computes_something_else():
     assert "WARNING" in str(info) and "concatenation in UpBlock" in str(info)
 
 
-def test_a_different_architecture_is_refused_by_name():
+def test_a_different_architecture_is_refused_by_name(monkeypatch):
     with pytest.raises(digits.ArchitectureMismatch, match=r"(?s)tensor 0 .*yours: +step_mlp\.1\.weight +shape \(128, 200\)"):
         digits.load_checkpoint(fresh_unet(channels=32), verbose=False)
 
@@ -135,14 +135,9 @@ def test_a_different_architecture_is_refused_by_name():
             super().__init__(*args)
             self._modules = {"step_mlp": self._modules.pop("step_mlp"), **self._modules}
 
-    original = solution.ResidualBlock
-    try:
-        solution.ResidualBlock = StepFirstResidualBlock
-        model = fresh_unet()
-    finally:
-        solution.ResidualBlock = original
+    monkeypatch.setattr(solution, "ResidualBlock", StepFirstResidualBlock)
     with pytest.raises(digits.ArchitectureMismatch, match=r"yours: +downs\.0\.res1\.step_mlp\.1\.weight"):
-        digits.load_checkpoint(model, verbose=False)
+        digits.load_checkpoint(fresh_unet(), verbose=False)
 
 
 def test_an_unfinished_unet_gets_a_message_not_a_traceback(capsys, split):

@@ -18,7 +18,6 @@ training time. Sampling and the figures use the float16-rounded weights, that is
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from dataclasses import asdict, replace
@@ -29,7 +28,6 @@ import torch as t
 from training import REPO
 
 import w3d4_digits as digits  # noqa: E402  (importable once the training package is)
-from w3d4_part1_diffusion_training_solution import NoiseSchedule  # noqa: E402
 
 FIGURES = REPO / "figures"
 N_QUALITY_SAMPLES = 200  # the quality measure's sample count
@@ -83,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
 
     t.manual_seed(config.seed)  # the initial weights
     model = digits.build_unet(solution.Unet).to(device)
-    untrained = copy.deepcopy(model)
-    untrained.noise_schedule = NoiseSchedule(config.max_steps, device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"training Unet({', '.join(f'{k}={v}' for k, v in digits.UNET_CONFIG.items())}), {n_params:,} parameters, "
           f"on {device} ({t.get_num_threads()} CPU threads): {config.epochs} epochs of {len(trainset)} digits", flush=True)
@@ -94,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     samples = digits.sample_digits(model, N_QUALITY_SAMPLES)
-    quality = digits.measure_quality(samples, digits.sample_digits(untrained, N_QUALITY_SAMPLES), trainset, heldout)
+    quality = digits.measure_quality(samples, digits.untrained_samples(solution.Unet, N_QUALITY_SAMPLES, config.seed, device), trainset, heldout)
     sampling = time.perf_counter() - start
 
     record = {"quality": asdict(quality), "quality_samples": N_QUALITY_SAMPLES}

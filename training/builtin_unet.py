@@ -3,7 +3,8 @@
 Same architecture, same parameters in the same registration order as the solution's `Unet` (so
 `w3d4_digits.load_checkpoint` and `match_parameters` move weights between the two), but every
 from-scratch piece is replaced by PyTorch's own: `nn.GroupNorm`, `F.silu`,
-`F.scaled_dot_product_attention` and `nn.ConvTranspose2d`. `benchmarks/unet_step_vs_builtins.py` times the two side by side.
+`F.scaled_dot_product_attention` and `nn.ConvTranspose2d`. `benchmarks/unet_step_vs_builtins.py`
+times the two side by side.
 """
 
 from __future__ import annotations

@@ -236,12 +236,15 @@ def denoise_demo(
     return noised.clamp(-1, 1).cpu(), denoised.clamp(-1, 1).cpu()
 
 
-def untrained_samples(unet_class: Callable[..., DiffusionModel], n: int, seed: int = SAMPLE_SEED) -> t.Tensor:
-    """n samples, clipped to [-1, 1], of a freshly initialised `unet_class(**UNET_CONFIG)`: the
+def untrained_samples(
+    unet_class: Callable[..., DiffusionModel], n: int, seed: int = SAMPLE_SEED, device: Optional[t.device] = None
+) -> t.Tensor:
+    """n samples, clipped to [-1, 1], of `unet_class(**UNET_CONFIG)` initialised with `seed`: the
     quality measure's "untrained" reference for that class."""
+    device = device or default_device()
     t.manual_seed(seed)
-    model = build_unet(unet_class).to(default_device())
-    model.noise_schedule = NoiseSchedule(UNET_CONFIG["max_steps"], default_device())
+    model = build_unet(unet_class).to(device)
+    model.noise_schedule = NoiseSchedule(UNET_CONFIG["max_steps"], device)
     return sample_digits(model, n, seed=seed)
 
 

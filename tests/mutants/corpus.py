@@ -3,6 +3,7 @@ distinctive part of the diagnosis that test must give."""
 
 from __future__ import annotations
 
+from grader.samples import MID_BLOCK_ORDER, SOFTMAX_OVER_QUERIES, UNBIASED_VARIANCE
 from mutants import Mutant
 
 GN_SQRT = "t.sqrt(var + self.eps)"
@@ -17,8 +18,6 @@ ATTN_BLOCK = "return x + self.attention(self.norm(x))"
 RES_EMB = 'h = h + rearrange(self.step_mlp(time_emb), "b c -> b c 1 1")'
 RES_ROUND2 = "h = self.act(self.norm2(self.conv2(h)))"
 DOWN_RETURN = "return self.down(skip), skip"
-GN_VAR = "var = (centred**2).mean(dim=(2, 3, 4), keepdim=True)"
-GN_UNBIASED_VAR = "var = grouped.var(dim=(2, 3, 4), keepdim=True)"  # Tensor.var divides by N - 1
 DOWN_ASSERT = 'assert x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0, f"cannot halve an odd size {tuple(x.shape[-2:])}"'
 UP_CAT = "h = t.cat([x, skip], dim=1)"
 UP_RES1 = "ResidualBlock(2 * dim_out, dim_in"
@@ -30,7 +29,7 @@ MUTANTS = (
     Mutant(
         "gn_unbiased_variance",
         "groupnorm",
-        ((GN_VAR, GN_UNBIASED_VAR),),
+        (UNBIASED_VARIANCE[1:],),
         "unbiased variance",
         {"affine": False},
     ),
@@ -127,7 +126,7 @@ MUTANTS = (
     Mutant(
         "attn_softmax_over_queries",
         "self_attention",
-        (("scores.softmax(dim=-1)", "scores.softmax(dim=-2)"),),
+        (SOFTMAX_OVER_QUERIES[1:],),
         "sum to 1 over the keys",
     ),
     Mutant("attn_no_scaling", "self_attention", ((" / self.head_size**0.5", ""),), "not scaled"),
@@ -340,12 +339,7 @@ MUTANTS = (
     Mutant(
         "mb_wrong_order",
         "midblock",
-        (
-            (
-                "return self.res2(self.attention(self.res1(x, step_emb)), step_emb)",
-                "return self.attention(self.res2(self.res1(x, step_emb), step_emb))",
-            ),
-        ),
+        (MID_BLOCK_ORDER[1:],),
         "it should run residual block -> attention block -> residual block",
     ),
     # Unet
