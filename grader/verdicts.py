@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import paths
+from . import paths, reference
 from .checks import Check, checks_for, seed_for
 from .sandbox import Limits, SandboxResult, run_notebook
 
@@ -117,6 +117,8 @@ def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
     try:
         probe_and_judge = tests.TESTS[check.test]
         probe_and_judge[1](result.get("data"), seed=seed, **check.kwargs)
+        if check.test in reference.CHECKED:
+            reference.check_weights(tests, check.test, result["data"], seed, **check.kwargs)
     except AssertionError as error:
         return verdict(False, clean_message(str(error)))
     except Exception as error:  # data that does not have the shape a probe returns: forged or broken

@@ -568,6 +568,14 @@ if MAIN:
 # group norm, SiLU; then add the shortcut. The step embedding goes through SiLU and a linear layer
 # to `(batch, c_out)`, one number per channel, which must be broadcast over the pixels before it is
 # added.
+#
+# The tests of this and the following blocks check what every correct block does: shapes, parameter
+# counts, that the step embedding and the skip change the output. They cannot check every number
+# without the solution. The autograder can: it sets every layer of your block to its own weights
+# and compares the output with the diagram, so follow the diagrams' order exactly, and build the
+# layers from `nn.Conv2d`, `nn.Linear` and your own `GroupNorm`, `SiLU`, `SelfAttention` and
+# `ConvTranspose2d`. It checks each block's own wiring: a mistake in your `GroupNorm` or
+# `SelfAttention` costs the points of that exercise only.
 
 # %% nbgrader={"grade_id": "residual_block"}
 class ResidualBlock(nn.Module):

@@ -35,9 +35,9 @@ EXPECTED = {
     "ben_untouched": NOTHING,
     "cleo_first_half": {**NOTHING, "test_groupnorm": 2, "test_sinusoidal": 1, "test_swish": 1, "test_self_attention": 2},
     # Unbiased variance, softmax over the queries, mid block in the wrong order; the attention
-    # block inherits the broken attention.
+    # block inherits the broken attention, and the Unet's numbers are wrong with that mid block.
     "dev_classic_mistakes": {**FULL, "test_groupnorm": 0, "test_self_attention": 0, "test_attention_block": 0,
-                             "test_midblock": 0},
+                             "test_midblock": 0, "test_unet": 0},
     "eve_always_equal": NOTHING,
     # Blanking every later cell also blanks the grader's probes: no data is no points.
     "finn_blanks_cells": NOTHING,
@@ -48,6 +48,7 @@ DIAGNOSTICS = {
     ("dev_classic_mistakes", "test_groupnorm"): "unbiased variance",
     ("dev_classic_mistakes", "test_self_attention"): "sum to 1 over the keys",
     ("dev_classic_mistakes", "test_midblock"): "residual block -> attention block -> residual block",
+    ("dev_classic_mistakes", "test_unet"): "runs your own ResidualBlock, AttentionBlock, DownBlock, MidBlock",
     ("eve_always_equal", "test_groupnorm"): "GroupNorm",
 }
 

@@ -6,11 +6,12 @@ the probe returns is written as JSON plus a safetensors file: plain data that ca
 when the grader loads it.
 
 Limits: this runs in the student's process, so their code can change anything here, and what
-comes out is only as honest as that process. Judges outside regenerate every input from the seed
-and compare numbers with torch built-ins where the lesson fixes the function, so forged numbers
-must be right numbers; but facts the structural probes report (parameter counts, shapes, whether
-the step changes the output) are taken as reported, and code that patches this runner can forge
-them. tests/hostile/corpus.py keeps such an attack (`patches_probe_runner`) as a known hole.
+comes out is only as honest as that process. So nothing reported is taken on trust where it decides
+points: judges outside regenerate every input from the seed and compare numbers with torch
+built-ins where the lesson fixes the function, and for the blocks the grader recomputes the output
+for its own weights with grader/reference.py. Forged numbers must be right numbers, which takes
+correct code. tests/hostile/corpus.py keeps an attack that patches this runner
+(`patches_probe_runner`).
 """
 
 import importlib.util

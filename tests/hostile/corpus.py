@@ -53,7 +53,6 @@ class Entry:
     kind: str = "hostile"  # "hostile", "broken" (intake damage) or "names" (collection)
     raw: bool = False  # `path` is the zip member name as is (unsafe entries)
     symlink_to: str = ""  # the member is a symbolic link to this target
-    known_hole: str = ""  # why this attack still earns points (the test marks it xfail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,15 +169,18 @@ w3d4_test.test_unet(None)
 # Knows the grader's internals: plants a module under the private name the probe runner uses.
 FORGED_UNET = """
 import torch, w3d4_test as _real
-def _forged_unet_data():
+def _forged_unet_data(seed=0):
     config = _real.UNET
+    steps = _real._unet_steps(seed)[0]
+    frequencies = next(iter(_real._frequency_conventions(config["max_steps"]).values()))
     out = torch.zeros(_real.BATCH, *config["image_shape"])
     other = out.clone()
     other[1] += 1
     return {"stage": "done", "is_diffusion_model": True, "class_names": ["Unet", "DiffusionModel"],
             "img_shape": list(config["image_shape"]), "noise_schedule_is_none": True,
             "params": _real._unet_params(**config), "param_shapes": [], "out": out, "out_other_steps": other,
-            "missing_grads": []}
+            "missing_grads": [], "weights_units": [], "weights_problems": [], "weights_uncalled": [],
+            "weights_out": out.clone(), "weights_captured": _real._sin_cos(steps, frequencies).float()}
 """
 
 PLANT_PRIVATE_MODULE = FORGED_UNET + """
@@ -201,9 +203,10 @@ def _run_path(path, *args, **kwargs):
         probe = json.loads(probe_json)
         if probe["test"] != "unet":
             return real_probe(ns, probe_json, out_dir)
-        data = _forged_unet_data()
-        save_file({"out": data["out"], "other": data["out_other_steps"]}, f"{out_dir}/{probe['check_id']}.safetensors")
-        data["out"], data["out_other_steps"] = {"__tensor__": "out"}, {"__tensor__": "other"}
+        data = _forged_unet_data(probe["seed"])  # even the step embedding is right
+        tensors = {key: value for key, value in data.items() if isinstance(value, torch.Tensor)}
+        save_file(tensors, f"{out_dir}/{probe['check_id']}.safetensors")
+        data.update({key: {"__tensor__": key} for key in tensors})
         with open(f"{out_dir}/{probe['check_id']}.json", "w") as f:
             json.dump({"ok": True, "data": data}, f)
     namespace["run_probe"] = run_probe
@@ -540,10 +543,8 @@ CORPUS: list[Entry] = [
           attack(FAKE_TESTS_MODULE, "groupnorm")),
     Entry("plants_private_module.ipynb", "plants_private_module", HONEST_GN, "Unet is not implemented yet",
           attack(PLANT_PRIVATE_MODULE, "groupnorm")),
-    Entry("patches_probe_runner.ipynb", "patches_probe_runner", HONEST_GN, "Unet is not implemented yet",
-          attack(PATCH_PROBE_RUNNER, "groupnorm"),
-          known_hole="probes run in the student's process, and judge_unet (like the other structural judges) "
-                     "checks facts the probe reports; code that patches the probe runner can report them"),
+    Entry("patches_probe_runner.ipynb", "patches_probe_runner", HONEST_GN, "calls layers that differ from the lesson's",
+          attack(PATCH_PROBE_RUNNER, "groupnorm")),
     Entry("reads_solutions.ipynb", "reads_solutions", {}, "could not read", attack(read_solutions)),
     Entry("writes_course.ipynb", "writes_course", {}, "write refused", attack(write_course)),
     # Crashes, hangs and floods: the honest answers before them keep their points.

@@ -405,3 +405,58 @@ MUTANTS = (
         "(height - 1) * stride - 2 * padding + kernel_size",
     ),
 )
+
+# Mistakes that every visible test lets through, because they keep the shapes, the parameter counts
+# and the behaviour those tests look at; only the grader's weights check (grader/reference.py) sees
+# the numbers change.
+RES_ROUND1 = "h = self.act(self.norm1(self.conv1(x)))"
+RES_STEP_MLP = "self.step_mlp = nn.Sequential(SiLU(), nn.Linear(step_dim, output_channels))"
+RES_LAYERS = """        self.conv1 = nn.Conv2d(input_channels, output_channels, kernel_size=3, padding=1)
+        self.norm1 = GroupNorm(groups, output_channels)
+        self.conv2 = nn.Conv2d(output_channels, output_channels, kernel_size=3, padding=1)
+        self.norm2 = GroupNorm(groups, output_channels)
+"""
+DOWN_CHAIN = "skip = self.attention(self.res2(self.res1(x, step_emb), step_emb))"
+UP_CHAIN = "h = self.attention(self.res2(self.res1(h, step_emb), step_emb))"
+UNET_GELU = "            nn.GELU(),\n"
+UNET_STEP_MLP = """        self.step_mlp = nn.Sequential(
+            SinusoidalPositionEmbeddings(max_steps),
+            nn.Linear(max_steps, step_dim),
+            nn.GELU(),
+            nn.Linear(step_dim, step_dim),
+        )
+"""
+LAYERS_WEIGHTS = "has the lesson's layers, but with the grader's weights"
+
+WEIGHTS_MUTANTS = (
+    Mutant("res_silu_before_norm", "residual_block", ((RES_ROUND1, "h = self.norm1(self.act(self.conv1(x)))"),),
+           LAYERS_WEIGHTS),
+    Mutant("res_step_without_silu", "residual_block",
+           ((RES_STEP_MLP, "self.step_mlp = nn.Sequential(nn.Linear(step_dim, output_channels))"),), LAYERS_WEIGHTS),
+    Mutant("down_attention_between_residuals", "downblock",
+           ((DOWN_CHAIN, "skip = self.res2(self.attention(self.res1(x, step_emb)), step_emb)"),),
+           "residual block, residual block, attention block", {"downsample": True}),
+    Mutant("up_attention_between_residuals", "upblock",
+           ((UP_CHAIN, "h = self.res2(self.attention(self.res1(h, step_emb)), step_emb)"),),
+           "then residual block, residual block, attention block", {"upsample": False}),
+    Mutant("unet_relu_in_step_mlp", "unet", ((UNET_GELU, "            nn.ReLU(),\n"),), "Linear, GELU, Linear"),
+    Mutant("unet_step_embedding_scaled", "unet",
+           (("emb = self.step_mlp(num_steps)", "emb = self.step_mlp(num_steps * 2)"),), "not the sinusoidal embedding"),
+)
+
+# Correct code written another way: layers defined in another order, a layer whose weights go to
+# torch.nn.functional instead of being called. The weights check must accept all of them.
+CORRECT_VARIANTS = (
+    Mutant("res_layers_defined_backwards", "residual_block",
+           ((RES_LAYERS, "\n".join(reversed(RES_LAYERS.rstrip("\n").split("\n"))) + "\n"),), ""),
+    Mutant("res_step_projection_first", "residual_block",
+           ((RES_ROUND1, 'step = rearrange(self.step_mlp(time_emb), "b c -> b c 1 1")\n        ' + RES_ROUND1),
+            (RES_EMB, "h = h + step")), ""),
+    Mutant("res_functional_conv", "residual_block",
+           ((RES_ROUND1, "h = self.act(self.norm1(nn.functional.conv2d(x, self.conv1.weight, self.conv1.bias, "
+                         "padding=1)))"),), ""),
+    Mutant("unet_step_mlp_defined_last", "unet",
+           ((UNET_STEP_MLP, ""),
+            ("        self.out_conv = nn.Conv2d(channels, image_channels, kernel_size=1)\n",
+             "        self.out_conv = nn.Conv2d(channels, image_channels, kernel_size=1)\n" + UNET_STEP_MLP)), ""),
+)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 SEED = 0
 TOL = 1e-4  # absolute and relative tolerance of float32 results against float64 references
@@ -204,6 +205,21 @@ def _set_projections(attention: nn.Module, weights: dict, channels: int) -> str:
     """Load seeded projections into a SelfAttention that follows the lesson's contract.
 
     Returns "" on success, else what breaks the contract."""
+    problem = _projection_problem(attention, channels)
+    if problem:
+        return problem
+    with torch.no_grad():
+        for name in PROJECTIONS:
+            layer = getattr(attention, name)
+            weight, bias = weights[name]
+            layer.weight.copy_(weight.reshape(layer.weight.shape))
+            layer.bias.copy_(bias)
+    return ""
+
+
+def _projection_problem(attention: nn.Module, channels: int) -> str:
+    """"" when W_Q, W_K, W_V and W_O are Linear(channels, channels) or 1x1 Conv2d layers with a bias,
+    else what breaks that contract."""
     for name in PROJECTIONS:
         layer = getattr(attention, name, None)
         is_linear = isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (channels, channels)
@@ -221,13 +237,256 @@ def _set_projections(attention: nn.Module, weights: dict, channels: int) -> str:
             return f"{name} is {layer!r}"
         if layer.bias is None:
             return f"{name} has no bias"
-    with torch.no_grad():
-        for name in PROJECTIONS:
-            layer = getattr(attention, name)
-            weight, bias = weights[name]
-            layer.weight.copy_(weight.reshape(layer.weight.shape))
-            layer.bias.copy_(bias)
     return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Grader weights: a whole block's numbers, for the autograder's own reference
+# ---------------------------------------------------------------------------------------------
+#
+# The block tests below check facts that every correct block has. An autograder also checks the
+# numbers: the probe overwrites every layer with seeded values and records the block's output, and
+# the grader recomputes that output from the same values with its own copy of the lesson's wiring
+# (not part of this module). Layers are found by what they are (Conv2d, ConvTranspose2d, Linear,
+# GroupNorm, or a SelfAttention with W_Q, W_K, W_V and W_O), never by attribute name. The n-th layer
+# of one kind and shape, in the order in which the forward pass first uses them, gets
+# `unit_values(seed, tag, kind, shape, n)`. Two layers of the same kind and shape are used in the
+# same order by every correct block, because one consumes the other's output (conv1 before conv2,
+# down block 1 before down block 2), so the grader's reference hands out the same values in the
+# lesson's order.
+
+
+def _unit_kind(module: nn.Module) -> Optional[str]:
+    if _is_attention(module):
+        return "attention"
+    if isinstance(module, nn.ConvTranspose2d) or type(module).__name__ == "ConvTranspose2d":
+        return "conv_transpose"
+    if isinstance(module, nn.Conv2d):
+        return "conv"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.GroupNorm) or type(module).__name__ == "GroupNorm":
+        return "norm"
+    return None
+
+
+def _unit_shape(kind: str, module: nn.Module) -> tuple[int, ...]:
+    """The weight's shape; (channels,) for an attention."""
+    if kind == "attention":
+        weight = getattr(module.W_Q, "weight", module.W_Q)
+        return (int(weight.shape[0]),) if isinstance(weight, torch.Tensor) else ()
+    weight = getattr(module, "weight", None)
+    return tuple(int(n) for n in weight.shape) if isinstance(weight, torch.Tensor) else ()
+
+
+def unit_key(kind: str, shape: tuple[int, ...]) -> str:
+    """'conv', (8, 4, 3, 3) -> 'conv 8x4x3x3'."""
+    return f"{kind} {'x'.join(str(n) for n in shape)}"
+
+
+def describe_unit(key: str) -> str:
+    """'conv 8x4x3x3' -> 'Conv2d(4, 8, 3x3)', for messages."""
+    kind, _, dims = key.partition(" ")
+    shape = [int(n) for n in dims.split("x")] if dims else []
+    if kind == "conv" and len(shape) == 4:
+        return f"Conv2d({shape[1]}, {shape[0]}, {shape[2]}x{shape[3]})"
+    if kind == "conv_transpose" and len(shape) == 4:
+        return f"ConvTranspose2d({shape[0]}, {shape[1]}, {shape[2]}x{shape[3]})"
+    if kind == "linear" and len(shape) == 2:
+        return f"Linear({shape[1]}, {shape[0]})"
+    if kind == "norm" and len(shape) == 1:
+        return f"GroupNorm with {shape[0]} channels"
+    if kind == "attention" and len(shape) == 1:
+        return f"SelfAttention({shape[0]})"
+    return key
+
+
+def unit_values(seed: int, tag: str, kind: str, shape: tuple[int, ...], index: int) -> dict:
+    """The seeded parameters of the index-th layer of this kind and shape, float32 on the CPU.
+
+    attention: {"W_Q": (weight, bias), ...}; otherwise {"weight": ..., "bias": ...}."""
+    name = f"weights/{tag}/{unit_key(kind, shape)}/{index}"
+    if kind == "attention":
+        return _projection_params(seed, name, shape[0])
+    if kind == "norm":
+        weight, bias = _affine_params(seed, name, shape[0])
+        return {"weight": weight, "bias": bias}
+    # fan-in scaling keeps activations near unit size through a whole Unet
+    fan_in = {"conv": math.prod(shape[1:]), "conv_transpose": math.prod(shape) // shape[1] // 4}.get(kind, shape[-1])
+    outputs = shape[1] if kind == "conv_transpose" else shape[0]
+    return {
+        "weight": _randn(seed, name + "/weight", shape) / max(fan_in, 1) ** 0.5,
+        "bias": 0.3 * _randn(seed, name + "/bias", (outputs,)),
+    }
+
+
+def _load_unit(module: nn.Module, kind: str, values: dict) -> str:
+    """Copy seeded values into one layer; "" on success, else why it could not be done."""
+    if kind == "attention":
+        return _set_projections(module, values, len(values["W_Q"][1]))
+    targets = {name: getattr(module, name, None) for name in values}
+    for name, target in targets.items():
+        if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(values[name].shape):
+            return f"{type(module).__name__} has no {name} of shape {_fmt(values[name].shape)}"
+    with torch.no_grad():
+        for name, target in targets.items():
+            target.copy_(values[name])
+    return ""
+
+
+def _units(model: nn.Module) -> list[nn.Module]:
+    """The layers the grader sets: known kinds, and any other module that holds parameters itself.
+    The projections inside a SelfAttention belong to it."""
+    inside = {id(sub) for m in model.modules() if _is_attention(m) for sub in m.modules() if sub is not m}
+    return [
+        m
+        for m in model.modules()
+        if id(m) not in inside and (_unit_kind(m) or next(m.parameters(recurse=False), None) is not None)
+    ]
+
+
+def _tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item)
+
+
+class _FirstUse(TorchFunctionMode):
+    """Notes the layers in the order in which any torch operation first uses one of their parameters,
+    so that a layer counts whether it is called as a module or its weight goes to F.conv2d."""
+
+    def __init__(self, units: list[nn.Module]):
+        super().__init__()
+        self.owner = {id(p): unit for unit in units for p in unit.parameters()}
+        self.order: list[nn.Module] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for tensor in _tensors_in((args, kwargs)):
+            unit = self.owner.get(id(tensor))
+            if unit is not None and all(unit is not seen for seen in self.order):
+                self.order.append(unit)
+        return func(*args, **kwargs)
+
+
+def _projections_of(attention: nn.Module) -> dict:
+    """name -> (weight (C, C), bias (C,)) of a SelfAttention's Linear or 1x1-conv projections."""
+    return {
+        name: (layer.weight.reshape(layer.weight.shape[0], -1), layer.bias)
+        for name, layer in ((name, getattr(attention, name)) for name in PROJECTIONS)
+    }
+
+
+def _first_int(value: Any) -> int:
+    """nn.ConvTranspose2d keeps (2, 2) where the lesson's class keeps 2."""
+    return int(value[0] if isinstance(value, (tuple, list)) else value)
+
+
+def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callable]:
+    """A stand-in for a layer that is an exercise of its own (GroupNorm, SiLU, SelfAttention,
+    ConvTranspose2d, the step embedding), computed with torch built-ins from the layer's own
+    parameters. The grader's weights run uses them, so a mistake in one of those exercises is not
+    counted again in every block that uses it."""
+    kind, name = _unit_kind(module), type(module).__name__
+    if kind == "norm" and isinstance(getattr(module, "num_groups", None), int):
+        eps = float(getattr(module, "eps", GN_DEFAULT_EPS))
+        return lambda x: F.group_norm(x, module.num_groups, module.weight, module.bias, eps)
+    if (
+        kind == "attention"
+        and isinstance(getattr(module, "num_heads", None), int)
+        and not _projection_problem(module, _unit_shape(kind, module)[0])
+    ):
+        return lambda x: _attention_reference(x, _projections_of(module), module.num_heads)
+    if kind == "conv_transpose" and isinstance(getattr(module, "bias", None), torch.Tensor):
+        stride, padding = (_first_int(getattr(module, key, default)) for key, default in (("stride", 2), ("padding", 1)))
+        return lambda x: F.conv_transpose2d(x, module.weight, module.bias, stride=stride, padding=padding)
+    if isinstance(module, nn.SiLU) or name == "SiLU":
+        return F.silu
+    if name == "SinusoidalPositionEmbeddings" and embedding_size:
+        frequencies = 10000.0 ** (-2 * torch.arange(embedding_size // 2) / embedding_size)
+        return lambda steps: _sin_cos(steps.cpu(), frequencies.double()).float().to(steps.device)
+    return None
+
+
+@contextlib.contextmanager
+def _trusted_leaves(model: nn.Module, embedding_size: int = 0) -> Iterator[None]:
+    """Swap in `_trusted_forward` for every layer that has one, for the duration of the block."""
+    swapped = []
+    for module in model.modules():
+        forward = _trusted_forward(module, embedding_size)
+        if forward is not None:
+            swapped.append((module, module.__dict__.get("forward")))
+            module.forward = forward
+    try:
+        yield
+    finally:
+        for module, own in swapped:
+            if own is None:
+                del module.forward
+            else:
+                module.forward = own
+
+
+def _probe_grader_weights(
+    data: dict,
+    prefix: str,
+    model: nn.Module,
+    forward: Callable[[], Any],
+    seed: int,
+    tag: str,
+    capture: str = "",
+    embedding_size: int = 0,
+) -> None:
+    """Set every layer of `model` to the grader's values and record `forward()` with them, with the
+    layers that are exercises of their own replaced by `_trusted_forward`.
+
+    Records under `prefix`: weights_units (layer keys in order of first use), weights_problems,
+    weights_uncalled (layers whose parameters forward never used), weights_out, and with
+    `capture` (a layer key) the first input of the first layer with that key, weights_captured."""
+    units = _units(model)
+    with torch.no_grad(), _FirstUse(units) as first_use:
+        forward()
+    order = first_use.order
+    counts: dict[str, int] = {}
+    keys, problems = [], []
+    for module in order:
+        kind = _unit_kind(module)
+        if kind is None:
+            keys.append(f"other {type(module).__name__}")
+            problems.append(f"{type(module).__name__} holds parameters but is not a layer the grader knows")
+            continue
+        shape = _unit_shape(kind, module)
+        key = unit_key(kind, shape)
+        keys.append(key)
+        if not shape:
+            problems.append(f"{type(module).__name__} has no weight")
+            continue
+        problem = _load_unit(module, kind, unit_values(seed, tag, kind, shape, counts.get(key, 0)))
+        counts[key] = counts.get(key, 0) + 1
+        if problem:
+            problems.append(problem)
+    data[prefix + "weights_units"] = keys
+    data[prefix + "weights_problems"] = problems
+    data[prefix + "weights_uncalled"] = [
+        type(m).__name__ for m in units if all(m is not seen for seen in order) and next(m.parameters(), None) is not None
+    ]
+    captured: list = []
+    targets = [module for module, key in zip(order, keys) if key == capture]
+    hook = targets[0].register_forward_pre_hook(lambda m, args: captured.append(args[0])) if targets else None
+    try:
+        with torch.no_grad(), _trusted_leaves(model, embedding_size):
+            out = forward()
+    finally:
+        if hook is not None:
+            hook.remove()
+    data[prefix + "weights_out"] = _pair(out) if isinstance(out, tuple) else _plain(out)
+    if capture:
+        data[prefix + "weights_captured"] = _plain(captured[0]) if captured else "nothing"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1233,6 +1492,10 @@ def probe_residual_block(ResidualBlock, seed: int = SEED, device: Optional[str] 
                     data[f"{name}_out_{key}"] = _plain(block(inputs[x], inputs[emb]))
                 data["stage"] = f"running {call} on the first example alone"
                 data[f"{name}_out_first"] = _plain(block(inputs["x"][:1], inputs["emb"][:1]))
+            data["stage"] = f"running {call} with the grader's weights"
+            _probe_grader_weights(
+                data, f"{name}_", block, lambda: block(inputs["x"], inputs["emb"]), seed, f"residual/{name}"
+            )
 
     return _probe(run, seed, device)
 
@@ -1325,6 +1588,8 @@ def probe_downblock(DownBlock, seed: int = SEED, downsample: bool = True, device
                 data["odd"] = "no error"
             except Exception as exc:  # the lesson asks for an assert here
                 data["odd"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        data["stage"] = f"running {call} with the grader's weights"
+        _probe_grader_weights(data, "", block, lambda: block(inputs["x"], inputs["emb"]), seed, "down")
 
     return _probe(run, seed, device)
 
@@ -1432,6 +1697,8 @@ def probe_upblock(UpBlock, seed: int = SEED, upsample: bool = True, device: Opti
                 data[f"out_{key}"] = _plain(block(*args))
             data["stage"] = f"running {call} on the first example alone"
             data["out_first"] = _plain(block(x[:1], emb[:1], skip[:1]))
+        data["stage"] = f"running {call} with the grader's weights"
+        _probe_grader_weights(data, "", block, lambda: block(x, emb, skip), seed, "up")
 
     return _probe(run, seed, device)
 
@@ -1540,6 +1807,8 @@ def probe_midblock(MidBlock, seed: int = SEED, device: Optional[str] = None) -> 
             data["out_emb2"] = _plain(block(inputs["x"], inputs["emb2"]))
             data["stage"] = f"running {call} on the first example alone"
             data["out_first"] = _plain(block(inputs["x"][:1], inputs["emb"][:1]))
+        data["stage"] = f"running {call} with the grader's weights"
+        _probe_grader_weights(data, "", block, lambda: block(inputs["x"], inputs["emb"]), seed, "mid")
 
     return _probe(run, seed, device)
 
@@ -1626,6 +1895,11 @@ def probe_unet(Unet, seed: int = SEED, device: Optional[str] = None) -> dict:
         data["stage"] = f"running {call} with num_steps {other.tolist()}"
         with torch.no_grad():
             data["out_other_steps"] = _plain(model(x, other))
+        data["stage"] = f"running {call} with the grader's weights"
+        step_layer = unit_key("linear", (4 * UNET["channels"], UNET["max_steps"]))
+        _probe_grader_weights(
+            data, "", model, lambda: model(x, steps), seed, "unet", capture=step_layer, embedding_size=UNET["max_steps"]
+        )
 
     return _probe(run, seed, device)
 
