@@ -141,11 +141,28 @@ CHECKED = tuple(HINTS)
 # Blocks of the student's that a check runs as they are (their GroupNorm, SiLU, SelfAttention and
 # ConvTranspose2d are replaced by built-ins in this run, so their mistakes are not counted again).
 USES = {
-    "downblock": "ResidualBlock and AttentionBlock",
-    "upblock": "ResidualBlock and AttentionBlock",
-    "midblock": "ResidualBlock and AttentionBlock",
-    "unet": "ResidualBlock, AttentionBlock, DownBlock, MidBlock and UpBlock",
+    "downblock": ("residual_block", "attention_block"),
+    "upblock": ("residual_block", "attention_block"),
+    "midblock": ("residual_block", "attention_block"),
+    "unet": ("residual_block", "attention_block", "downblock", "midblock", "upblock"),
 }
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _uses(tests: ModuleType, test: str, failed: frozenset) -> str:
+    """What to say about the student's own sub-blocks that this check runs."""
+    if test not in USES:
+        return ""
+    broken = [t for t in USES[test] if t in failed]
+    if broken:
+        return (
+            f" This check runs your {_and([tests.SUBJECTS[t][0] for t in broken])}, which fail"
+            f"{'s' if len(broken) == 1 else ''} {_and(['test_' + t for t in broken])}: fix that first."
+        )
+    return f" This check runs your own {_and([tests.SUBJECTS[t][0] for t in USES[test]])}."
 
 
 def _cases(tests: ModuleType, test: str, data: dict, seed: int, kwargs: dict) -> list[tuple[str, str, str, Callable]]:
@@ -209,7 +226,9 @@ def _step_embedding(tests: ModuleType, data: dict, seed: int) -> torch.Tensor:
     return embedding
 
 
-def _explain(tests: ModuleType, test: str, subject: str, data: dict, prefix: str, taken: list[str], error: float) -> str:
+def _explain(
+    tests: ModuleType, test: str, subject: str, data: dict, prefix: str, taken: list[str], error: float, failed: frozenset
+) -> str:
     problems = [str(p) for p in data[prefix + "weights_problems"]]
     if problems:
         return (
@@ -233,7 +252,7 @@ def _explain(tests: ModuleType, test: str, subject: str, data: dict, prefix: str
                 "that the forward pass calls)"
             )
         return "; ".join(parts) + "."
-    uses = f" This check runs your own {USES[test]}: if one of their tests fails, fix that first." if test in USES else ""
+    uses = _uses(tests, test, failed)
     return (
         f"{subject} has the lesson's layers, but with the grader's weights its output differs from the "
         f"lesson's wiring by up to {error:.3g} (relative). {HINTS[test]}{uses}"
@@ -253,8 +272,10 @@ def _error(tests: ModuleType, subject: str, value, expected) -> float:
     return max(((actual - wanted).abs() / (TOL * (1 + wanted.abs()))).max().item() for actual, wanted in pairs)
 
 
-def check_weights(tests: ModuleType, test: str, data: dict, seed: int, **kwargs) -> None:
-    """Raise AssertionError unless the block's output with the grader's weights is the reference's."""
+def check_weights(tests: ModuleType, test: str, data: dict, seed: int, failed: frozenset = frozenset(), **kwargs) -> None:
+    """Raise AssertionError unless the block's output with the grader's weights is the reference's.
+
+    `failed`: the tests this student already fails, named in the diagnosis when this block runs them."""
     orders = (False, True) if test in ("upblock", "unet") else (False,)
     tests._raise_probe_error(data, tests.SUBJECTS[test][0])
     for prefix, tag, subject, compute in _cases(tests, test, data, seed, kwargs):
@@ -267,5 +288,5 @@ def check_weights(tests: ModuleType, test: str, data: dict, seed: int, **kwargs)
             if errors[-1] <= 1:
                 break
         else:
-            raise AssertionError(_explain(tests, test, subject, data, prefix, L.taken, min(errors) * TOL))
+            raise AssertionError(_explain(tests, test, subject, data, prefix, L.taken, min(errors) * TOL, failed))
 

@@ -102,8 +102,10 @@ def not_run_when_grading(cell) -> bool:
     return bool(meta.get("nbgrader", {}).get("grade")) or SKIP_TAG in meta.get("tags", [])
 
 
-def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
-    """The trusted verdict for one check. Missing or malformed data is a failure, never a pass."""
+def judge(check: Check, seed: int, result: dict | None, failed: frozenset = frozenset()) -> CheckResult:
+    """The trusted verdict for one check. Missing or malformed data is a failure, never a pass.
+
+    `failed`: the tests this submission failed in earlier checks (a block's diagnosis names them)."""
     label = check.describe()
 
     def verdict(passed: bool, message: str) -> CheckResult:
@@ -118,12 +120,21 @@ def judge(check: Check, seed: int, result: dict | None) -> CheckResult:
         probe_and_judge = tests.TESTS[check.test]
         probe_and_judge[1](result.get("data"), seed=seed, **check.kwargs)
         if check.test in reference.CHECKED:
-            reference.check_weights(tests, check.test, result["data"], seed, **check.kwargs)
+            reference.check_weights(tests, check.test, result["data"], seed, failed, **check.kwargs)
     except AssertionError as error:
         return verdict(False, clean_message(str(error)))
     except Exception as error:  # data that does not have the shape a probe returns: forged or broken
         return verdict(False, f"The check's result was malformed ({type(error).__name__}).")
     return verdict(True, "passed")
+
+
+def _judge_all(checks: list[Check], seeds: dict[str, int], probes: dict) -> list[CheckResult]:
+    """Judge in notebook order, so that a block's diagnosis can name the sub-blocks that failed before it."""
+    results: list[CheckResult] = []
+    for check in checks:
+        failed = frozenset(c.test for c, r in zip(checks, results) if not r.passed)
+        results.append(judge(check, seeds[check.check_id], probes.get(check.check_id), failed))
+    return results
 
 
 def grade_notebook(
@@ -158,6 +169,6 @@ def grade_notebook(
         isolation=run.isolation,
         seconds=round(run.seconds, 2),
         notes=notes,
-        checks=[judge(c, seeds[c.check_id], run.probes.get(c.check_id)) for c in checks],
+        checks=_judge_all(checks, seeds, run.probes),
         cells=run.cells,
     )

@@ -144,6 +144,10 @@ def test_the_grader_runs_the_weights_check_after_the_visible_judge():
     data["weights_out"] = _scaled(data["weights_out"], 1.01)
     verdict = judge(check, 99, {"ok": True, "data": data})
     assert not verdict.passed and "with the grader's weights its output differs" in verdict.message
+    assert "This check runs your own ResidualBlock, AttentionBlock, DownBlock, MidBlock and UpBlock." in verdict.message
+    # the sub-blocks this student already fails are named
+    verdict = judge(check, 99, {"ok": True, "data": data}, failed=frozenset({"midblock", "swish"}))
+    assert "This check runs your MidBlock, which fails test_midblock: fix that first." in verdict.message
 
 
 # Mistakes in exercises that have their own test; the blocks that use them are still right.
