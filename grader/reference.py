@@ -8,10 +8,11 @@ output, and this module recomputes that output in float64 from the same values, 
 process. Reporting the right output therefore takes a correct block, which is what the points are
 for. The wiring lives here, out of the student's release, because it is the solution.
 
-In that run the layers that are exercises of their own (GroupNorm, SiLU, SelfAttention,
-ConvTranspose2d, the step embedding) compute with torch built-ins from their own parameters, so a
-block is graded on its own wiring. Its sub-blocks (ResidualBlock inside DownBlock, and so on) are
-the student's, as they are.
+In that run the parts that are exercises of their own and whose formula the visible tests already
+state (GroupNorm, SiLU, SelfAttention, AttentionBlock, ConvTranspose2d, the step embedding) compute
+with torch built-ins from their own parameters, so a mistake there costs only that exercise. The
+other blocks run as the student wrote them: a wrong ResidualBlock also makes the DownBlock, UpBlock,
+MidBlock and Unet built on it wrong, since their wiring cannot be replaced without the solution.
 
     check_weights(tests, "unet", data, seed)   # raises AssertionError with a diagnosis, or passes
 
@@ -138,13 +139,12 @@ HINTS = {  # the tests whose numbers are checked here, and what to tell a studen
     "the final residual block and the 1x1 conv.",
 }
 CHECKED = tuple(HINTS)
-# Blocks of the student's that a check runs as they are (their GroupNorm, SiLU, SelfAttention and
-# ConvTranspose2d are replaced by built-ins in this run, so their mistakes are not counted again).
+# The student's blocks that a check runs as they wrote them.
 USES = {
-    "downblock": ("residual_block", "attention_block"),
-    "upblock": ("residual_block", "attention_block"),
-    "midblock": ("residual_block", "attention_block"),
-    "unet": ("residual_block", "attention_block", "downblock", "midblock", "upblock"),
+    "downblock": ("residual_block",),
+    "upblock": ("residual_block",),
+    "midblock": ("residual_block",),
+    "unet": ("residual_block", "downblock", "midblock", "upblock"),
 }
 
 
@@ -213,7 +213,9 @@ def _step_embedding(tests: ModuleType, data: dict, seed: int) -> torch.Tensor:
     steps = tests._unet_steps(seed)[0]
     captured = data.get("weights_captured", "missing")
     if isinstance(captured, str):
-        raise AssertionError(f"Unet never called a {layer}: the step MLP is Linear(max_steps, 4C), GELU, Linear(4C, 4C).")
+        raise AssertionError(
+            f"Unet never used a {layer} on a tensor: the step MLP is Linear(max_steps, 4C), GELU, Linear(4C, 4C)."
+        )
     embedding = tests._as_tensor(captured, f"The input of the step MLP's {layer}", (tests.BATCH, max_steps))
     if not any(
         tests._matched_columns(embedding, tests._sin_cos(steps, f)) == max_steps
@@ -248,8 +250,8 @@ def _explain(
             parts.append(f"not in the lesson: {', '.join(extra[:5])}")
         if uncalled:
             parts.append(
-                f"never called as modules: {', '.join(uncalled[:5])} (the grader sets the weights of the layers "
-                "that the forward pass calls)"
+                f"never used: {', '.join(uncalled[:5])} (the grader sets the weights of the layers that the "
+                "forward pass uses)"
             )
         return "; ".join(parts) + "."
     uses = _uses(tests, test, failed)
@@ -283,10 +285,9 @@ def check_weights(tests: ModuleType, test: str, data: dict, seed: int, failed: f
             raise AssertionError(f"{subject} was not run with the grader's weights (the probe's result is incomplete).")
         errors = []
         for skip_first in orders:
-            L = Layers(tests, seed, tag)
-            errors.append(_error(tests, subject, data[prefix + "weights_out"], compute(L, skip_first)))
-            if errors[-1] <= 1:
-                break
-        else:
-            raise AssertionError(_explain(tests, test, subject, data, prefix, L.taken, min(errors) * TOL, failed))
+            layers = Layers(tests, seed, tag)
+            errors.append(_error(tests, subject, data[prefix + "weights_out"], compute(layers, skip_first)))
+        if min(errors) > 1:
+            error = min(errors) * TOL
+            raise AssertionError(_explain(tests, test, subject, data, prefix, layers.taken, error, failed))
 

@@ -574,8 +574,9 @@ if MAIN:
 # without the solution. The autograder can: it sets every layer of your block to its own weights
 # and compares the output with the diagram, so follow the diagrams' order exactly, and build the
 # layers from `nn.Conv2d`, `nn.Linear` and your own `GroupNorm`, `SiLU`, `SelfAttention` and
-# `ConvTranspose2d`. It checks each block's own wiring: a mistake in your `GroupNorm` or
-# `SelfAttention` costs the points of that exercise only.
+# `ConvTranspose2d`. A mistake in `GroupNorm`, `SiLU`, `SelfAttention`, `AttentionBlock` or
+# `ConvTranspose2d` costs the points of that exercise only, but a mistake inside your residual block
+# also shows in every block built on it.
 
 # %% nbgrader={"grade_id": "residual_block"}
 class ResidualBlock(nn.Module):

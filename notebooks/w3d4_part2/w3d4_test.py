@@ -259,15 +259,20 @@ def _projection_problem(attention: nn.Module, channels: int) -> str:
 def _unit_kind(module: nn.Module) -> Optional[str]:
     if _is_attention(module):
         return "attention"
-    if isinstance(module, nn.ConvTranspose2d) or type(module).__name__ == "ConvTranspose2d":
+    if isinstance(module, nn.ConvTranspose2d) or _is_a(module, "ConvTranspose2d"):
         return "conv_transpose"
     if isinstance(module, nn.Conv2d):
         return "conv"
     if isinstance(module, nn.Linear):
         return "linear"
-    if isinstance(module, nn.GroupNorm) or type(module).__name__ == "GroupNorm":
+    if isinstance(module, nn.GroupNorm) or _is_a(module, "GroupNorm"):
         return "norm"
     return None
+
+
+def _is_a(module: nn.Module, class_name: str) -> bool:
+    """Whether the module is an instance of the lesson's class of that name (or of a subclass)."""
+    return any(cls.__name__ == class_name for cls in type(module).__mro__)
 
 
 def _unit_shape(kind: str, module: nn.Module) -> tuple[int, ...]:
@@ -311,8 +316,14 @@ def unit_values(seed: int, tag: str, kind: str, shape: tuple[int, ...], index: i
     if kind == "norm":
         weight, bias = _affine_params(seed, name, shape[0])
         return {"weight": weight, "bias": bias}
-    # fan-in scaling keeps activations near unit size through a whole Unet
-    fan_in = {"conv": math.prod(shape[1:]), "conv_transpose": math.prod(shape) // shape[1] // 4}.get(kind, shape[-1])
+    # fan-in scaling keeps activations near unit size through a whole Unet; with stride 2 each
+    # output pixel of a transposed conv (in, out, k, k) sees a quarter of its k*k kernel positions
+    if kind == "conv":  # (out, in, k, k)
+        fan_in = math.prod(shape[1:])
+    elif kind == "conv_transpose":  # (in, out, k, k)
+        fan_in = shape[0] * shape[2] * shape[3] // 4
+    else:  # linear: (out, in)
+        fan_in = shape[-1]
     outputs = shape[1] if kind == "conv_transpose" else shape[0]
     return {
         "weight": _randn(seed, name + "/weight", shape) / max(fan_in, 1) ** 0.5,
@@ -358,19 +369,25 @@ def _tensors_in(value: Any) -> Iterator[torch.Tensor]:
 
 class _FirstUse(TorchFunctionMode):
     """Notes the layers in the order in which any torch operation first uses one of their parameters,
-    so that a layer counts whether it is called as a module or its weight goes to F.conv2d."""
+    so that a layer counts whether it is called as a module or its weight goes to F.conv2d. With
+    `capture` (a parameter), also keeps the first other tensor of the first operation that uses it:
+    the input of that layer."""
 
-    def __init__(self, units: list[nn.Module]):
+    def __init__(self, units: list[nn.Module], capture: Optional[torch.Tensor] = None):
         super().__init__()
         self.owner = {id(p): unit for unit in units for p in unit.parameters()}
         self.order: list[nn.Module] = []
+        self.capture, self.captured = capture, None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        for tensor in _tensors_in((args, kwargs)):
+        tensors = list(_tensors_in((args, kwargs)))
+        for tensor in tensors:
             unit = self.owner.get(id(tensor))
-            if unit is not None and all(unit is not seen for seen in self.order):
+            if unit is not None and id(unit) not in {id(seen) for seen in self.order}:
                 self.order.append(unit)
+        if self.captured is None and any(tensor is self.capture for tensor in tensors):
+            self.captured = next((t for t in tensors if not isinstance(t, nn.Parameter)), None)
         return func(*args, **kwargs)
 
 
@@ -387,42 +404,63 @@ def _first_int(value: Any) -> int:
     return int(value[0] if isinstance(value, (tuple, list)) else value)
 
 
+def _trusted_attention(module: nn.Module) -> Optional[Callable]:
+    """Multi-head attention from a SelfAttention's own projections, if it keeps the lesson's contract."""
+    shape = _unit_shape("attention", module)
+    heads = getattr(module, "num_heads", None)
+    if not shape or not isinstance(heads, int) or _projection_problem(module, shape[0]):
+        return None
+    return lambda x: _attention_reference(x, _projections_of(module), heads)
+
+
+def _trusted_attention_block(block: nn.Module) -> Optional[Callable]:
+    """x + attention(GroupNorm(1 group)(x)) from the block's own GroupNorm and SelfAttention (the
+    formula that test_attention_block states), if the block holds exactly one of each."""
+    parts = [m for m in block.modules() if m is not block]
+    attentions = [m for m in parts if _unit_kind(m) == "attention"]
+    norms = [m for m in parts if _unit_kind(m) == "norm"]
+    attend = _trusted_attention(attentions[0]) if len(attentions) == 1 else None
+    if attend is None or len(norms) != 1:
+        return None
+    norm = norms[0]
+    eps = float(getattr(norm, "eps", GN_DEFAULT_EPS))
+    return lambda x: x + attend(F.group_norm(x, 1, norm.weight, norm.bias, eps))
+
+
 def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callable]:
-    """A stand-in for a layer that is an exercise of its own (GroupNorm, SiLU, SelfAttention,
-    ConvTranspose2d, the step embedding), computed with torch built-ins from the layer's own
-    parameters. The grader's weights run uses them, so a mistake in one of those exercises is not
-    counted again in every block that uses it."""
-    kind, name = _unit_kind(module), type(module).__name__
+    """A stand-in for a part that is an exercise of its own (GroupNorm, SiLU, SelfAttention,
+    AttentionBlock, ConvTranspose2d, the step embedding), computed with torch built-ins from the
+    part's own parameters. The grader's weights run uses them, so a mistake in one of those
+    exercises is not counted again in every block that uses it."""
+    kind = _unit_kind(module)
     if kind == "norm" and isinstance(getattr(module, "num_groups", None), int):
         eps = float(getattr(module, "eps", GN_DEFAULT_EPS))
         return lambda x: F.group_norm(x, module.num_groups, module.weight, module.bias, eps)
-    if (
-        kind == "attention"
-        and isinstance(getattr(module, "num_heads", None), int)
-        and not _projection_problem(module, _unit_shape(kind, module)[0])
-    ):
-        return lambda x: _attention_reference(x, _projections_of(module), module.num_heads)
+    if kind == "attention":
+        return _trusted_attention(module)
     if kind == "conv_transpose" and isinstance(getattr(module, "bias", None), torch.Tensor):
         stride, padding = (_first_int(getattr(module, key, default)) for key, default in (("stride", 2), ("padding", 1)))
         return lambda x: F.conv_transpose2d(x, module.weight, module.bias, stride=stride, padding=padding)
-    if isinstance(module, nn.SiLU) or name == "SiLU":
+    if _is_a(module, "AttentionBlock"):
+        return _trusted_attention_block(module)
+    if isinstance(module, nn.SiLU) or _is_a(module, "SiLU"):
         return F.silu
-    if name == "SinusoidalPositionEmbeddings" and embedding_size:
+    if _is_a(module, "SinusoidalPositionEmbeddings") and embedding_size:
         frequencies = 10000.0 ** (-2 * torch.arange(embedding_size // 2) / embedding_size)
         return lambda steps: _sin_cos(steps.cpu(), frequencies.double()).float().to(steps.device)
     return None
 
 
 @contextlib.contextmanager
-def _trusted_leaves(model: nn.Module, embedding_size: int = 0) -> Iterator[None]:
-    """Swap in `_trusted_forward` for every layer that has one, for the duration of the block."""
+def _trusted_parts(model: nn.Module, embedding_size: int = 0) -> Iterator[None]:
+    """Swap in `_trusted_forward` for every part that has one, for the duration of the block."""
     swapped = []
-    for module in model.modules():
-        forward = _trusted_forward(module, embedding_size)
-        if forward is not None:
-            swapped.append((module, module.__dict__.get("forward")))
-            module.forward = forward
     try:
+        for module in model.modules():
+            forward = _trusted_forward(module, embedding_size)
+            if forward is not None:
+                swapped.append((module, module.__dict__.get("forward")))
+                module.forward = forward
         yield
     finally:
         for module, own in swapped:
@@ -432,26 +470,8 @@ def _trusted_leaves(model: nn.Module, embedding_size: int = 0) -> Iterator[None]
                 module.forward = own
 
 
-def _probe_grader_weights(
-    data: dict,
-    prefix: str,
-    model: nn.Module,
-    forward: Callable[[], Any],
-    seed: int,
-    tag: str,
-    capture: str = "",
-    embedding_size: int = 0,
-) -> None:
-    """Set every layer of `model` to the grader's values and record `forward()` with them, with the
-    layers that are exercises of their own replaced by `_trusted_forward`.
-
-    Records under `prefix`: weights_units (layer keys in order of first use), weights_problems,
-    weights_uncalled (layers whose parameters forward never used), weights_out, and with
-    `capture` (a layer key) the first input of the first layer with that key, weights_captured."""
-    units = _units(model)
-    with torch.no_grad(), _FirstUse(units) as first_use:
-        forward()
-    order = first_use.order
+def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[list[str], list[str]]:
+    """Give the n-th layer of each kind and shape its seeded values; returns (layer keys, problems)."""
     counts: dict[str, int] = {}
     keys, problems = [], []
     for module in order:
@@ -470,23 +490,39 @@ def _probe_grader_weights(
         counts[key] = counts.get(key, 0) + 1
         if problem:
             problems.append(problem)
+    return keys, problems
+
+
+def _probe_grader_weights(
+    data: dict, prefix: str, model: nn.Module, forward: Callable[[], Any], seed: int, tag: str, capture: str = ""
+) -> None:
+    """Set every layer of `model` to the grader's values and record `forward()` with them, with the
+    parts that are exercises of their own replaced by `_trusted_forward`.
+
+    Records under `prefix`: weights_units (layer keys in order of first use), weights_problems,
+    weights_uncalled (layers whose parameters forward never used), weights_out, and with
+    `capture` (a layer key) the input of the first layer with that key, weights_captured."""
+    units = _units(model)
+    with torch.no_grad(), _FirstUse(units) as first_use:
+        forward()
+    order = first_use.order
+    keys, problems = _load_grader_weights(order, seed, tag)
     data[prefix + "weights_units"] = keys
     data[prefix + "weights_problems"] = problems
+    used = {id(module) for module in order}
     data[prefix + "weights_uncalled"] = [
-        type(m).__name__ for m in units if all(m is not seen for seen in order) and next(m.parameters(), None) is not None
+        type(m).__name__ for m in units if id(m) not in used and next(m.parameters(), None) is not None
     ]
-    captured: list = []
-    targets = [module for module, key in zip(order, keys) if key == capture]
-    hook = targets[0].register_forward_pre_hook(lambda m, args: captured.append(args[0])) if targets else None
-    try:
-        with torch.no_grad(), _trusted_leaves(model, embedding_size):
-            out = forward()
-    finally:
-        if hook is not None:
-            hook.remove()
-    data[prefix + "weights_out"] = _pair(out) if isinstance(out, tuple) else _plain(out)
+    target = next((module for module, key in zip(order, keys) if key == capture), None)
+    # the step embedding has the size of the step MLP's first Linear: max_steps
+    embedding_size = target.weight.shape[1] if target is not None and capture.startswith("linear") else 0
+    with torch.no_grad(), _trusted_parts(model, embedding_size), _FirstUse(
+        units, capture=None if target is None else target.weight
+    ) as run:
+        out = forward()
+    data[prefix + "weights_out"] = _pair(out) if isinstance(out, (tuple, list)) else _plain(out)
     if capture:
-        data[prefix + "weights_captured"] = _plain(captured[0]) if captured else "nothing"
+        data[prefix + "weights_captured"] = "nothing" if run.captured is None else _plain(run.captured)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1897,9 +1933,7 @@ def probe_unet(Unet, seed: int = SEED, device: Optional[str] = None) -> dict:
             data["out_other_steps"] = _plain(model(x, other))
         data["stage"] = f"running {call} with the grader's weights"
         step_layer = unit_key("linear", (4 * UNET["channels"], UNET["max_steps"]))
-        _probe_grader_weights(
-            data, "", model, lambda: model(x, steps), seed, "unet", capture=step_layer, embedding_size=UNET["max_steps"]
-        )
+        _probe_grader_weights(data, "", model, lambda: model(x, steps), seed, "unet", capture=step_layer)
 
     return _probe(run, seed, device)
 

@@ -444,8 +444,9 @@ WEIGHTS_MUTANTS = (
            (("emb = self.step_mlp(num_steps)", "emb = self.step_mlp(num_steps * 2)"),), "not the sinusoidal embedding"),
 )
 
-# Correct code written another way: layers defined in another order, a layer whose weights go to
-# torch.nn.functional instead of being called. The weights check must accept all of them.
+# Correct code written another way: layers defined or used in another order, layers whose weights
+# go to torch.nn.functional instead of being called, a list for a tuple. The weights check must
+# accept all of them.
 CORRECT_VARIANTS = (
     Mutant("res_layers_defined_backwards", "residual_block",
            ((RES_LAYERS, "\n".join(reversed(RES_LAYERS.rstrip("\n").split("\n"))) + "\n"),), ""),
@@ -455,6 +456,13 @@ CORRECT_VARIANTS = (
     Mutant("res_functional_conv", "residual_block",
            ((RES_ROUND1, "h = self.act(self.norm1(nn.functional.conv2d(x, self.conv1.weight, self.conv1.bias, "
                          "padding=1)))"),), ""),
+    Mutant("down_returns_a_list", "downblock", ((DOWN_RETURN, "return [self.down(skip), skip]"),), "",
+           {"downsample": True}),
+    Mutant("unet_functional_step_mlp", "unet",
+           (("emb = self.step_mlp(num_steps)",
+             "first, second = self.step_mlp[1], self.step_mlp[3]\n        "
+             "emb = nn.functional.linear(self.step_mlp[0](num_steps), first.weight, first.bias)\n        "
+             "emb = second(nn.functional.gelu(emb))"),), ""),
     Mutant("unet_step_mlp_defined_last", "unet",
            ((UNET_STEP_MLP, ""),
             ("        self.out_conv = nn.Conv2d(channels, image_channels, kernel_size=1)\n",
