@@ -21,6 +21,7 @@ MidBlock and Unet built on it wrong, since their wiring cannot be replaced witho
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from types import ModuleType
 from typing import Callable
@@ -31,7 +32,6 @@ from einops import rearrange
 
 TOL = 2e-4  # float32 blocks against float64 references: a Unet is some 30 layers deep
 ATTENTION_HEADS = 4
-GN_EPS = 1e-5
 
 
 class Layers:
@@ -64,7 +64,7 @@ class Layers:
 
     def norm(self, x: torch.Tensor, groups: int) -> torch.Tensor:
         p = self._take("norm", (x.shape[1],))
-        return F.group_norm(x, groups, p["weight"], p["bias"], eps=GN_EPS)
+        return F.group_norm(x, groups, p["weight"], p["bias"], eps=self.tests.GN_DEFAULT_EPS)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         weights = self._take("attention", (x.shape[1],))
@@ -169,39 +169,44 @@ def _cases(tests: ModuleType, test: str, data: dict, seed: int, kwargs: dict) ->
     """[(data prefix, weights tag, subject, compute(L, skip_first) -> expected output or (output, skip))] for one
     probe; the prefix and tag are those the probe passed to _probe_grader_weights."""
     T = tests
+
+    def inputs(tag: str, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        return {k: v.double() for k, v in T._block_inputs(seed, tag, (T.BATCH, *shape)).items()}
+
     if test == "residual_block":
         cases = []
         for name, (c_in, c_out, groups) in T.RES_CONFIGS.items():
-            inputs = {k: v.double() for k, v in T._block_inputs(seed, f"residual/{name}", (T.BATCH, c_in, *T.RES_SIZE)).items()}
+            i = inputs(f"residual/{name}", (c_in, *T.RES_SIZE))
             cases.append((
                 f"{name}_",
                 f"residual/{name}",
                 f"ResidualBlock({c_in}, {c_out}, {T.STEP_DIM}, {groups})",
-                lambda L, _, i=inputs, c=c_out, g=groups: residual_block(L, i["x"], i["emb"], c, g),
+                lambda L, _, i=i, c=c_out, g=groups: residual_block(L, i["x"], i["emb"], c, g),
             ))
         return cases
     if test == "downblock":
         c_in, c_out, groups = T.DOWN
         downsample = kwargs.get("downsample", True)
-        i = {k: v.double() for k, v in T._block_inputs(seed, "down", (T.BATCH, c_in, *T.DOWN_SIZE)).items()}
+        i = inputs("down", (c_in, *T.DOWN_SIZE))
         subject = f"DownBlock({c_in}, {c_out}, {T.STEP_DIM}, {groups}, downsample={downsample})"
         return [("", "down", subject, lambda L, _: down_block(L, i["x"], i["emb"], c_out, groups, downsample))]
     if test == "upblock":
         dim_in, dim_out, groups = T.UP
         upsample = kwargs.get("upsample", True)
-        i = {k: v.double() for k, v in T._block_inputs(seed, "up", (T.BATCH, dim_out, *T.UP_SIZE)).items()}
+        i = inputs("up", (dim_out, *T.UP_SIZE))
         skip = T._randn(seed, "up/skip", tuple(i["x"].shape)).double()
         subject = f"UpBlock({dim_in}, {dim_out}, {T.STEP_DIM}, {groups}, upsample={upsample})"
         return [("", "up", subject, lambda L, skip_first: up_block(L, i["x"], i["emb"], skip, dim_in, groups, upsample, skip_first))]
     if test == "midblock":
         mid, groups = T.MID
-        i = {k: v.double() for k, v in T._block_inputs(seed, "mid", (T.BATCH, mid, *T.MID_SIZE)).items()}
+        i = inputs("mid", (mid, *T.MID_SIZE))
         return [("", "mid", f"MidBlock({mid}, {T.STEP_DIM}, {groups})", lambda L, _: mid_block(L, i["x"], i["emb"], groups))]
     if test == "unet":
         config = T.UNET
         x = T._randn(seed, "unet/x", (T.BATCH, *config["image_shape"])).double()
         size = (config["channels"], config["dim_mults"], config["groups"])
-        return [("", "unet", "Unet", lambda L, skip_first: unet(L, x, _step_embedding(T, data, seed), *size, skip_first))]
+        embedding = functools.cache(lambda: _step_embedding(T, data, seed))  # checked once, when first needed
+        return [("", "unet", "Unet", lambda L, skip_first: unet(L, x, embedding(), *size, skip_first))]
     return []
 
 

@@ -131,9 +131,11 @@ def judge(check: Check, seed: int, result: dict | None, failed: frozenset = froz
 def _judge_all(checks: list[Check], seeds: dict[str, int], probes: dict) -> list[CheckResult]:
     """Judge in notebook order, so that a block's diagnosis can name the sub-blocks that failed before it."""
     results: list[CheckResult] = []
+    failed: set[str] = set()
     for check in checks:
-        failed = frozenset(c.test for c, r in zip(checks, results) if not r.passed)
-        results.append(judge(check, seeds[check.check_id], probes.get(check.check_id), failed))
+        results.append(judge(check, seeds[check.check_id], probes.get(check.check_id), frozenset(failed)))
+        if not results[-1].passed:
+            failed.add(check.test)
     return results
 
 

@@ -376,6 +376,7 @@ class _FirstUse(TorchFunctionMode):
         super().__init__()
         self.owner = {id(p): unit for unit in units for p in unit.parameters()}
         self.order: list[nn.Module] = []
+        self._seen: set[int] = set()
         self.capture, self.captured = capture, None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -383,7 +384,8 @@ class _FirstUse(TorchFunctionMode):
         tensors = list(_tensors_in((args, kwargs)))
         for tensor in tensors:
             unit = self.owner.get(id(tensor))
-            if unit is not None and id(unit) not in {id(seen) for seen in self.order}:
+            if unit is not None and id(unit) not in self._seen:
+                self._seen.add(id(unit))
                 self.order.append(unit)
         if self.captured is None and any(tensor is self.capture for tensor in tensors):
             self.captured = next((t for t in tensors if not isinstance(t, nn.Parameter)), None)
@@ -412,6 +414,10 @@ def _trusted_attention(module: nn.Module) -> Optional[Callable]:
     return lambda x: _attention_reference(x, _projections_of(module), heads)
 
 
+def _trusted_norm(norm: nn.Module, groups: int) -> Callable:
+    return lambda x: F.group_norm(x, groups, norm.weight, norm.bias, float(getattr(norm, "eps", GN_DEFAULT_EPS)))
+
+
 def _trusted_attention_block(block: nn.Module) -> Optional[Callable]:
     """x + attention(GroupNorm(1 group)(x)) from the block's own GroupNorm and SelfAttention (the
     formula that test_attention_block states), if the block holds exactly one of each."""
@@ -421,9 +427,8 @@ def _trusted_attention_block(block: nn.Module) -> Optional[Callable]:
     attend = _trusted_attention(attentions[0]) if len(attentions) == 1 else None
     if attend is None or len(norms) != 1:
         return None
-    norm = norms[0]
-    eps = float(getattr(norm, "eps", GN_DEFAULT_EPS))
-    return lambda x: x + attend(F.group_norm(x, 1, norm.weight, norm.bias, eps))
+    normalise = _trusted_norm(norms[0], 1)
+    return lambda x: x + attend(normalise(x))
 
 
 def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callable]:
@@ -433,8 +438,7 @@ def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callabl
     exercises is not counted again in every block that uses it."""
     kind = _unit_kind(module)
     if kind == "norm" and isinstance(getattr(module, "num_groups", None), int):
-        eps = float(getattr(module, "eps", GN_DEFAULT_EPS))
-        return lambda x: F.group_norm(x, module.num_groups, module.weight, module.bias, eps)
+        return _trusted_norm(module, module.num_groups)
     if kind == "attention":
         return _trusted_attention(module)
     if kind == "conv_transpose" and isinstance(getattr(module, "bias", None), torch.Tensor):
@@ -445,8 +449,8 @@ def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callabl
     if isinstance(module, nn.SiLU) or _is_a(module, "SiLU"):
         return F.silu
     if _is_a(module, "SinusoidalPositionEmbeddings") and embedding_size:
-        frequencies = 10000.0 ** (-2 * torch.arange(embedding_size // 2) / embedding_size)
-        return lambda steps: _sin_cos(steps.cpu(), frequencies.double()).float().to(steps.device)
+        frequencies = _frequency_conventions(embedding_size)["1/10000^(2k/d)"]
+        return lambda steps: _sin_cos(steps.cpu(), frequencies).float().to(steps.device)
     return None
 
 
@@ -516,7 +520,7 @@ def _probe_grader_weights(
     # the step embedding has the size of the step MLP's first Linear: max_steps
     embedding_size = target.weight.shape[1] if target is not None and capture.startswith("linear") else 0
     with torch.no_grad(), _trusted_parts(model, embedding_size), _FirstUse(
-        units, capture=None if target is None else target.weight
+        [], capture=None if target is None else target.weight
     ) as run:
         out = forward()
     data[prefix + "weights_out"] = _pair(out) if isinstance(out, (tuple, list)) else _plain(out)
