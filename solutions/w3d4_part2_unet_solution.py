@@ -924,7 +924,7 @@ if MAIN and digits_model is not None:
 # %% [markdown]
 # ## Bonus: a transposed convolution from scratch
 #
-# Implement `ConvTranspose2d` yourself, for square kernels, one stride and one padding for both
+# Implement `ConvTranspose2dFromScratch`, a transposed convolution of your own, for square kernels, one stride and one padding for both
 # spatial dimensions, and no groups, dilation or output padding. So that the test can compare with
 # `torch.nn.ConvTranspose2d`, keep its parameter layout: `self.weight` of shape
 # `(in_channels, out_channels, kernel_size, kernel_size)` and `self.bias` of shape
@@ -944,12 +944,13 @@ if MAIN and digits_model is not None:
 # right but the numbers are wrong, check the flip.
 # </details>
 #
-# When the test passes, the up blocks you create from now on use your class (they look up the name
-# `ConvTranspose2d` when they are built): re-run the up block test below to see it work inside the
-# network.
+# Your class lives under its own name, so the U-Net keeps using PyTorch's layer and nothing you do
+# here changes the main exercises. When the test passes, you can opt in: the last cell of this
+# section points the name `ConvTranspose2d` at your class, and the up blocks built after that use it
+# (they look the name up when they are built), which the up block test then checks.
 
 # %% nbgrader={"grade_id": "conv_transpose2d"}
-class ConvTranspose2d(nn.Module):
+class ConvTranspose2dFromScratch(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0):
         """
         A from-scratch replacement for torch.nn.ConvTranspose2d with square kernels.
@@ -988,5 +989,14 @@ class ConvTranspose2d(nn.Module):
 
 # %% nbgrader={"grade_id": "test_conv_transpose2d"}
 if MAIN:
-    w3d4_test.test_conv_transpose2d(ConvTranspose2d)
+    w3d4_test.test_conv_transpose2d(ConvTranspose2dFromScratch)
+
+# %% [markdown]
+# To build your U-Net with your own transposed convolution, set `USE_MY_CONV_TRANSPOSE = True` and
+# run this cell. It is off by default, so leaving the bonus out changes nothing.
+
+# %%
+USE_MY_CONV_TRANSPOSE = False
+if MAIN and USE_MY_CONV_TRANSPOSE:
+    ConvTranspose2d = ConvTranspose2dFromScratch
     w3d4_test.test_upblock(UpBlock, upsample=True)

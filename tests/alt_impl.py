@@ -137,6 +137,9 @@ class ConvTranspose2d(nn.Module):
         return full[:, :, p : height - p, p : width - p] + self.bias[:, None, None]
 
 
+ConvTranspose2dFromScratch = ConvTranspose2d  # the name the bonus test looks for
+
+
 class UpBlock(nn.Module):
     def __init__(self, dim_in: int, dim_out: int, time_emb_dim: int, groups: int, upsample: bool):
         super().__init__()

@@ -46,7 +46,7 @@ FORWARD_STUBS = [
     "UpBlock",
     "MidBlock",
     "Unet",
-    "ConvTranspose2d",
+    "ConvTranspose2dFromScratch",
     "GroupNorm",
 ]
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import linecache
 import math
 import os
@@ -50,8 +51,12 @@ from torch.overrides import TorchFunctionMode
 
 SEED = 0
 TOL = 1e-4  # absolute and relative tolerance of float32 results against float64 references
+# What the PASS line of a composite block adds: its visible test checks shapes, counts and behaviour,
+# not the numbers, which only a copy of the solution could check.
+NUMBERS_CHECKED = "; the autograder also checks its numbers with weights of its own"
 SILU_MIN = -0.27846454  # the minimum of x * sigmoid(x), reached at x = -1.2785
-PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")
+PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")  # how the grader's own attention values are named
+BONUS_CLASS = "ConvTranspose2dFromScratch"  # the bonus exercise's class
 
 
 def default_device() -> str:
@@ -188,56 +193,30 @@ def _param_shapes(module: nn.Module) -> list[list]:
     return [[name, list(p.shape)] for name, p in module.named_parameters()]
 
 
-def _backward(module: nn.Module, outputs: list[torch.Tensor], seed: int, tag: str) -> list[str]:
-    """Backpropagate a seeded weighted sum of the outputs; return the parameters left without grad."""
+def _backward(
+    module: nn.Module, outputs: list[torch.Tensor], seed: int, tag: str, used: Optional[set] = None
+) -> list[str]:
+    """Backpropagate a seeded weighted sum of the outputs; return the parameters left without grad
+    (of those whose ids are in `used`, when given: a layer that forward never calls is no mistake)."""
     module.zero_grad(set_to_none=True)
     weights = _loss_weights(seed, tag, [tuple(out.shape) for out in outputs])
     loss = sum((out * w.to(out.device)).sum() for out, w in zip(outputs, weights))
     loss.backward()
-    return [name for name, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    return [
+        name
+        for name, p in module.named_parameters()
+        if p.requires_grad and p.grad is None and (used is None or id(p) in used)
+    ]
+
+
+def _is_a(module: nn.Module, class_name: str) -> bool:
+    """Whether the module is an instance of the lesson's class of that name (or of a subclass)."""
+    return any(cls.__name__ == class_name for cls in type(module).__mro__)
 
 
 def _is_attention(module: nn.Module) -> bool:
-    return all(hasattr(module, name) for name in PROJECTIONS)
-
-
-def _set_projections(attention: nn.Module, weights: dict, channels: int) -> str:
-    """Load seeded projections into a SelfAttention that follows the lesson's contract.
-
-    Returns "" on success, else what breaks the contract."""
-    problem = _projection_problem(attention, channels)
-    if problem:
-        return problem
-    with torch.no_grad():
-        for name in PROJECTIONS:
-            layer = getattr(attention, name)
-            weight, bias = weights[name]
-            layer.weight.copy_(weight.reshape(layer.weight.shape))
-            layer.bias.copy_(bias)
-    return ""
-
-
-def _projection_problem(attention: nn.Module, channels: int) -> str:
-    """"" when W_Q, W_K, W_V and W_O are Linear(channels, channels) or 1x1 Conv2d layers with a bias,
-    else what breaks that contract."""
-    for name in PROJECTIONS:
-        layer = getattr(attention, name, None)
-        is_linear = isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (channels, channels)
-        is_conv = (
-            isinstance(layer, nn.Conv2d)
-            and (layer.in_channels, layer.out_channels, layer.kernel_size) == (channels, channels, (1, 1))
-            and layer.stride == (1, 1)
-            and layer.padding == (0, 0)
-            and layer.groups == 1
-            and layer.dilation == (1, 1)
-        )
-        if layer is None:
-            return f"it has no attribute {name}"
-        if not (is_linear or is_conv):
-            return f"{name} is {layer!r}"
-        if layer.bias is None:
-            return f"{name} has no bias"
-    return ""
+    """A self-attention, recognised by the lesson's class name (whatever its projections are called)."""
+    return _is_a(module, "SelfAttention")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +238,7 @@ def _projection_problem(attention: nn.Module, channels: int) -> str:
 def _unit_kind(module: nn.Module) -> Optional[str]:
     if _is_attention(module):
         return "attention"
-    if isinstance(module, nn.ConvTranspose2d) or _is_a(module, "ConvTranspose2d"):
+    if isinstance(module, nn.ConvTranspose2d) or _is_a(module, "ConvTranspose2d") or _is_a(module, BONUS_CLASS):
         return "conv_transpose"
     if isinstance(module, nn.Conv2d):
         return "conv"
@@ -270,16 +249,12 @@ def _unit_kind(module: nn.Module) -> Optional[str]:
     return None
 
 
-def _is_a(module: nn.Module, class_name: str) -> bool:
-    """Whether the module is an instance of the lesson's class of that name (or of a subclass)."""
-    return any(cls.__name__ == class_name for cls in type(module).__mro__)
-
-
 def _unit_shape(kind: str, module: nn.Module) -> tuple[int, ...]:
-    """The weight's shape; (channels,) for an attention."""
+    """The weight's shape; (channels,) for an attention, read from the smaller side of its matrices
+    (a fused Linear(C, 3C) has a (3C, C) weight)."""
     if kind == "attention":
-        weight = getattr(module.W_Q, "weight", module.W_Q)
-        return (int(weight.shape[0]),) if isinstance(weight, torch.Tensor) else ()
+        sides = [min(int(p.shape[0]), int(p.shape[1])) for p in module.parameters() if p.dim() >= 2]
+        return (min(sides),) if sides else ()
     weight = getattr(module, "weight", None)
     return tuple(int(n) for n in weight.shape) if isinstance(weight, torch.Tensor) else ()
 
@@ -334,7 +309,7 @@ def unit_values(seed: int, tag: str, kind: str, shape: tuple[int, ...], index: i
 def _load_unit(module: nn.Module, kind: str, values: dict) -> str:
     """Copy seeded values into one layer; "" on success, else why it could not be done."""
     if kind == "attention":
-        return _set_projections(module, values, len(values["W_Q"][1]))
+        return ""  # the weights run computes attention from `values` itself (see _trusted_forward)
     targets = {name: getattr(module, name, None) for name in values}
     for name, target in targets.items():
         if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(values[name].shape):
@@ -393,60 +368,54 @@ class _FirstUse(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _projections_of(attention: nn.Module) -> dict:
-    """name -> (weight (C, C), bias (C,)) of a SelfAttention's Linear or 1x1-conv projections."""
-    return {
-        name: (layer.weight.reshape(layer.weight.shape[0], -1), layer.bias)
-        for name, layer in ((name, getattr(attention, name)) for name in PROJECTIONS)
-    }
-
-
 def _first_int(value: Any) -> int:
     """nn.ConvTranspose2d keeps (2, 2) where the lesson's class keeps 2."""
     return int(value[0] if isinstance(value, (tuple, list)) else value)
 
 
-def _trusted_attention(module: nn.Module) -> Optional[Callable]:
-    """Multi-head attention from a SelfAttention's own projections, if it keeps the lesson's contract."""
-    shape = _unit_shape("attention", module)
-    heads = getattr(module, "num_heads", None)
-    if not shape or not isinstance(heads, int) or _projection_problem(module, shape[0]):
+def _trusted_attention(values: Optional[dict]) -> Optional[Callable]:
+    """Multi-head attention (the lesson's 4 heads) with the grader's projections `values`. The
+    student's own projections are not used: how they are laid out is the SelfAttention exercise's
+    business, and test_self_attention checks it."""
+    if values is None:
         return None
-    return lambda x: _attention_reference(x, _projections_of(module), heads)
+    return lambda x: _attention_reference(x, {k: (w.to(x.device), b.to(x.device)) for k, (w, b) in values.items()}, 4)
 
 
 def _trusted_norm(norm: nn.Module, groups: int) -> Callable:
     return lambda x: F.group_norm(x, groups, norm.weight, norm.bias, float(getattr(norm, "eps", GN_DEFAULT_EPS)))
 
 
-def _trusted_attention_block(block: nn.Module) -> Optional[Callable]:
-    """x + attention(GroupNorm(1 group)(x)) from the block's own GroupNorm and SelfAttention (the
-    formula that test_attention_block states), if the block holds exactly one of each."""
+def _trusted_attention_block(block: nn.Module, attention_values: dict) -> Optional[Callable]:
+    """x + attention(GroupNorm(1 group)(x)) from the block's own GroupNorm and the grader's values
+    for its SelfAttention (the formula that test_attention_block states), if the block holds
+    exactly one of each."""
     parts = [m for m in block.modules() if m is not block]
     attentions = [m for m in parts if _unit_kind(m) == "attention"]
     norms = [m for m in parts if _unit_kind(m) == "norm"]
-    attend = _trusted_attention(attentions[0]) if len(attentions) == 1 else None
+    attend = _trusted_attention(attention_values.get(id(attentions[0]))) if len(attentions) == 1 else None
     if attend is None or len(norms) != 1:
         return None
     normalise = _trusted_norm(norms[0], 1)
     return lambda x: x + attend(normalise(x))
 
 
-def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callable]:
+def _trusted_forward(module: nn.Module, embedding_size: int, attention_values: dict) -> Optional[Callable]:
     """A stand-in for a part that is an exercise of its own (GroupNorm, SiLU, SelfAttention,
     AttentionBlock, ConvTranspose2d, the step embedding), computed with torch built-ins from the
-    part's own parameters. The grader's weights run uses them, so a mistake in one of those
-    exercises is not counted again in every block that uses it."""
+    part's own parameters (the grader's values for an attention: `attention_values`, by module id).
+    The grader's weights run uses them, so a mistake in one of those exercises is not counted again
+    in every block that uses it."""
     kind = _unit_kind(module)
     if kind == "norm" and isinstance(getattr(module, "num_groups", None), int):
         return _trusted_norm(module, module.num_groups)
     if kind == "attention":
-        return _trusted_attention(module)
+        return _trusted_attention(attention_values.get(id(module)))
     if kind == "conv_transpose" and isinstance(getattr(module, "bias", None), torch.Tensor):
         stride, padding = (_first_int(getattr(module, key, default)) for key, default in (("stride", 2), ("padding", 1)))
         return lambda x: F.conv_transpose2d(x, module.weight, module.bias, stride=stride, padding=padding)
     if _is_a(module, "AttentionBlock"):
-        return _trusted_attention_block(module)
+        return _trusted_attention_block(module, attention_values)
     if isinstance(module, nn.SiLU) or _is_a(module, "SiLU"):
         return F.silu
     if _is_a(module, "SinusoidalPositionEmbeddings") and embedding_size:
@@ -456,12 +425,12 @@ def _trusted_forward(module: nn.Module, embedding_size: int) -> Optional[Callabl
 
 
 @contextlib.contextmanager
-def _trusted_parts(model: nn.Module, embedding_size: int = 0) -> Iterator[None]:
+def _trusted_parts(model: nn.Module, embedding_size: int = 0, attention_values: Optional[dict] = None) -> Iterator[None]:
     """Swap in `_trusted_forward` for every part that has one, for the duration of the block."""
     swapped = []
     try:
         for module in model.modules():
-            forward = _trusted_forward(module, embedding_size)
+            forward = _trusted_forward(module, embedding_size, attention_values or {})
             if forward is not None:
                 swapped.append((module, module.__dict__.get("forward")))
                 module.forward = forward
@@ -474,10 +443,11 @@ def _trusted_parts(model: nn.Module, embedding_size: int = 0) -> Iterator[None]:
                 module.forward = own
 
 
-def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[list[str], list[str]]:
-    """Give the n-th layer of each kind and shape its seeded values; returns (layer keys, problems)."""
+def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[list[str], list[str], dict]:
+    """Give the n-th layer of each kind and shape its seeded values; returns (layer keys, problems,
+    {id of each attention: its values}), the attentions' values being used by their stand-ins."""
     counts: dict[str, int] = {}
-    keys, problems = [], []
+    keys, problems, attention_values = [], [], {}
     for module in order:
         kind = _unit_kind(module)
         if kind is None:
@@ -490,11 +460,14 @@ def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[l
         if not shape:
             problems.append(f"{type(module).__name__} has no weight")
             continue
-        problem = _load_unit(module, kind, unit_values(seed, tag, kind, shape, counts.get(key, 0)))
+        values = unit_values(seed, tag, kind, shape, counts.get(key, 0))
         counts[key] = counts.get(key, 0) + 1
+        if kind == "attention":
+            attention_values[id(module)] = values
+        problem = _load_unit(module, kind, values)
         if problem:
             problems.append(problem)
-    return keys, problems
+    return keys, problems, attention_values
 
 
 def _probe_grader_weights(
@@ -510,7 +483,7 @@ def _probe_grader_weights(
     with torch.no_grad(), _FirstUse(units) as first_use:
         forward()
     order = first_use.order
-    keys, problems = _load_grader_weights(order, seed, tag)
+    keys, problems, attention_values = _load_grader_weights(order, seed, tag)
     data[prefix + "weights_units"] = keys
     data[prefix + "weights_problems"] = problems
     used = {id(module) for module in order}
@@ -520,7 +493,7 @@ def _probe_grader_weights(
     target = next((module for module, key in zip(order, keys) if key == capture), None)
     # the step embedding has the size of the step MLP's first Linear: max_steps
     embedding_size = target.weight.shape[1] if target is not None and capture.startswith("linear") else 0
-    with torch.no_grad(), _trusted_parts(model, embedding_size), _FirstUse(
+    with torch.no_grad(), _trusted_parts(model, embedding_size, attention_values), _FirstUse(
         [], capture=None if target is None else target.weight
     ) as run:
         out = forward()
@@ -617,6 +590,18 @@ def _max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (actual - expected).abs().max().item()
 
 
+def _first_match_in_any(actual: torch.Tensor, readings: list, mistakes: Callable[[dict], list]) -> Optional[str]:
+    """The first known mistake that `actual` matches under any reading of the projections.
+    `mistakes(weights)` lists (compute, message) for one reading's weights, in order of priority."""
+    catalogues = [mistakes(weights) for _, weights in readings]
+    for position in range(len(catalogues[0]) if catalogues else 0):
+        for catalogue in catalogues:
+            compute, message = catalogue[position]
+            if _close(actual, compute()):
+                return message
+    return None
+
+
 def _first_match(actual: torch.Tensor, candidates, tol: float = TOL) -> Optional[str]:
     """The message of the first known mistake, given as (compute, message), that `actual` matches."""
     for compute, message in candidates:
@@ -651,9 +636,21 @@ def _format_params(shapes: list, limit: int = 24) -> str:
     return "\n    ".join(f"{name}: {total:,}" for name, total in totals.items())
 
 
-def _check_param_count(found: int, expected: int, subject: str, shapes: list, known: dict[int, str]) -> None:
-    """Compare parameter counts; `known` maps a difference (found - expected) to its likely cause."""
-    if found == expected:
+def _bias_free_savings(attention_channels: tuple[int, ...]) -> set[int]:
+    """The parameter counts that attention projections without biases save: each attention of C
+    channels may leave out 0 to 4 biases of C (a fused projection's bias counts as 3)."""
+    savings = {0}
+    for channels in attention_channels:
+        savings = {total + biases * channels for total in savings for biases in range(5)}
+    return savings
+
+
+def _check_param_count(
+    found: int, expected: int, subject: str, shapes: list, known: dict[int, str], attention: tuple[int, ...] = ()
+) -> None:
+    """Compare parameter counts; `known` maps a difference (found - expected) to its likely cause.
+    `attention`: the channels of each attention in the block, whose projections may have no bias."""
+    if expected - found in _bias_free_savings(attention):
         return
     diff = found - expected
     cause = known.get(diff, "Compare your layers with the diagram (nn.Conv2d and nn.Linear keep their default bias).")
@@ -1112,9 +1109,16 @@ def judge_swish(data: dict, seed: int = SEED) -> str:
 # ---------------------------------------------------------------------------------------------
 # SelfAttention
 # ---------------------------------------------------------------------------------------------
+#
+# The lesson leaves the layout of the projections open: four Linear(C, C) or 1x1 Conv2d layers, or
+# one fused Linear(C, 3C) or Conv2d(C, 3C, 1) split into queries, keys and values, with or without
+# biases, under any attribute names. The probe sets every Linear and Conv2d layer to seeded values,
+# numbered in the order in which the forward pass first uses them, and the judge tries every way of
+# reading those layers as queries, keys, values and output projection (`_attention_readings`).
 
 ATTN_SHAPE = (2, 8, 3, 5)  # height != width
 ATTN_HEADS = (4, 2)  # the default, then an explicit num_heads
+ATTN_GAIN = 1.5  # makes the attention weights clearly non-uniform, so that wrong scalings show up
 
 
 def _attention_inputs(seed: int, tag: str) -> dict[str, Any]:
@@ -1142,32 +1146,150 @@ def _permute_pixels(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return rearrange(flat, "b c (h w) -> b c h w", h=x.shape[2])
 
 
+def projection_values(seed: int, tag: str, index: int, n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded (weight (n_out, n_in), bias (n_out,)) of the index-th projection layer that a
+    forward pass uses."""
+    name = f"{tag}/projection{index}/{n_out}x{n_in}"
+    weight = ATTN_GAIN * _randn(seed, name + "/weight", (n_out, n_in)) / n_in**0.5
+    return weight, 0.3 * _randn(seed, name + "/bias", (n_out,))
+
+
+def _describe_layer(layer: nn.Module) -> list:
+    """[class name, weight shape, has a bias, acts on each pixel alone]."""
+    pointwise = isinstance(layer, nn.Linear) or (
+        tuple(layer.weight.shape[2:]) == (1, 1)
+        and tuple(layer.stride) == (1, 1)
+        and tuple(layer.dilation) == (1, 1)
+        and layer.groups == 1
+        and layer.padding in ((0, 0), "valid")
+    )
+    shape = [int(n) for n in layer.weight.shape]
+    return [type(layer).__name__, shape, isinstance(layer.bias, torch.Tensor), pointwise]
+
+
+def _seed_projections(module: nn.Module, forward: Callable[[], Any], seed: int, tag: str) -> tuple[dict, set]:
+    """Set every Linear and Conv2d layer of `module` to `projection_values`, numbered in the order in
+    which `forward()` first uses them.
+
+    Returns ({"layers": [_describe_layer(...)] in that order, "other": class names of other modules
+    that hold parameters (GroupNorms aside), which the probe cannot set}, ids of the used parameters)."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad(), _FirstUse(layers) as first_use:
+        forward()
+    with torch.no_grad():
+        for index, layer in enumerate(first_use.order):
+            weight, bias = projection_values(seed, tag, index, *(int(n) for n in layer.weight.shape[:2]))
+            if layer.weight[0].numel() == weight.shape[1]:
+                layer.weight.copy_(weight.reshape(layer.weight.shape))
+            if isinstance(layer.bias, torch.Tensor):
+                layer.bias.copy_(bias)
+    known = {id(m) for m in layers}
+    other = [
+        type(m).__name__
+        for m in module.modules()
+        if id(m) not in known and _unit_kind(m) != "norm" and next(m.parameters(recurse=False), None) is not None
+    ]
+    used = {id(p) for layer in first_use.order for p in layer.parameters()}
+    return {"layers": [_describe_layer(layer) for layer in first_use.order], "other": other}, used
+
+
+def _layer_names(layers: list) -> str:
+    return ", ".join(f"{name}{_fmt(shape)}" for name, shape, *_ in layers) or "none"
+
+
+def _attention_readings(
+    layers: list, seed: int, tag: str, channels: int, heads: int, mismatched: bool = False
+) -> list[tuple[str, dict]]:
+    """Every reading of the seeded projection layers (as `_seed_projections` describes them) as
+    multi-head attention, each as (label, {"W_Q": (weight, bias), ..., "W_O": ...}) in float64 and
+    in the layout of `_attention_reference` (heads split as '(n e)').
+
+    The last layer used is the output projection; the ones before it, stacked, map channels to
+    3 * channels. Their rows hold queries, keys and values (t) in any order, and heads (n) and
+    features (e) in any nesting: '(t n e)' is separate or chunked projections, '(n t e)' is the
+    per-head layout of some fused projections. The heads are merged back in the same n/e order (in
+    the other order with `mismatched`, a mistake). Raises AssertionError when the layers cannot be
+    read as attention."""
+    described = _layer_names(layers)
+    if not all(pointwise for *_, pointwise in layers):
+        raise AssertionError(
+            f"its projections must act on each pixel alone (nn.Linear, or nn.Conv2d with a 1x1 kernel); "
+            f"it uses {described}"
+        )
+    values = []
+    for index, (_, shape, has_bias, _) in enumerate(layers):
+        weight, bias = projection_values(seed, tag, index, shape[0], shape[1])
+        values.append((weight.double(), bias.double() if has_bias else torch.zeros(shape[0], dtype=torch.float64)))
+    rows = sum(weight.shape[0] for weight, _ in values)
+    if rows == 3 * channels:
+        raise AssertionError(
+            f"it has no output projection ({described}): after merging the heads, apply a "
+            f"{channels} -> {channels} projection (nn.Linear or a 1x1 nn.Conv2d)"
+        )
+    w_out, b_out = values[-1] if values else (torch.zeros(0), torch.zeros(0))
+    if rows != 4 * channels or tuple(w_out.shape) != (channels, channels) or any(w.shape[1] != channels for w, _ in values):
+        raise AssertionError(
+            f"its projection layers, in the order forward uses them, are {described}: expected projections to "
+            f"queries, keys and values ({3 * channels} outputs in all, as three layers or one fused layer), then "
+            f"an output projection {channels} -> {channels}"
+        )
+    w_in, b_in = torch.cat([w for w, _ in values[:-1]]), torch.cat([b for _, b in values[:-1]])
+    readings = []
+    for layout in itertools.permutations("tne"):
+        order = {part: rearrange(torch.arange(3 * channels), f"({' '.join(layout)}) -> t (n e)", t=3, n=heads)[i]
+                 for i, part in enumerate("qkv")}
+        merged = "(e n)" if (layout.index("e") < layout.index("n")) != mismatched else "(n e)"
+        columns = rearrange(torch.arange(channels), f"{merged} -> (n e)", n=heads)
+        for roles in itertools.permutations("qkv"):
+            weights = {
+                name: (w_in[order[role]], b_in[order[role]]) for name, role in zip(("W_Q", "W_K", "W_V"), roles)
+            }
+            weights["W_O"] = (w_out[:, columns], b_out)
+            readings.append((f"{''.join(roles)} in the layout ({' '.join(layout)})", weights))
+    return readings
+
+
+def _closest_reading(out: torch.Tensor, x: torch.Tensor, readings: list, heads: int) -> tuple[float, str, dict]:
+    """(relative error, label, weights) of the reading whose attention output is nearest to `out`."""
+    best = None
+    for label, weights in readings:
+        expected = _attention_reference(x, weights, heads)
+        error = ((out - expected).abs() / (1 + expected.abs())).max().item()
+        if best is None or error < best[0]:
+            best = (error, label, weights)
+    return best
+
+
 def _attention_reference(
     x: torch.Tensor,
     weights: dict,
     heads: int,
     *,
     scale: Optional[float] = None,
-    split: str = "b s (n e) -> b n s e",
     reshape_heads: bool = False,
     project_out: bool = True,
+    softmax_over_queries: bool = False,
 ) -> torch.Tensor:
-    """Multi-head self-attention over pixels, x: (batch, channels, height, width) -> same shape.
+    """Multi-head self-attention over pixels, x: (batch, channels, height, width) -> same shape, with
+    head i on channels i * head_size to (i + 1) * head_size - 1 of the projections.
 
     Built on F.scaled_dot_product_attention; the keyword arguments reproduce known mistakes."""
     batch, channels, height, width = x.shape
+    scale = scale if scale else (channels // heads) ** -0.5
     pixels = rearrange(x, "b c h w -> b (h w) c")
     q, k, v = (F.linear(pixels, *weights[name]) for name in ("W_Q", "W_K", "W_V"))
     if reshape_heads:
         q, k, v = (y.reshape(batch, heads, height * width, channels // heads) for y in (q, k, v))
     else:
-        q, k, v = (rearrange(y, split, n=heads) for y in (q, k, v))
-    mixed = F.scaled_dot_product_attention(q, k, v, scale=scale if scale else (channels // heads) ** -0.5)
+        q, k, v = (rearrange(y, "b s (n e) -> b n s e", n=heads) for y in (q, k, v))
+    if softmax_over_queries:
+        mixed = ((q @ k.transpose(-1, -2)) * scale).softmax(dim=-2) @ v
+    else:
+        mixed = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if reshape_heads:
         merged = mixed.reshape(batch, height * width, channels)
     else:
-        source, target = split.split("->")
-        merged = rearrange(mixed, f"{target} -> {source}", n=heads)
+        merged = rearrange(mixed, "b n s e -> b s (n e)")
     if project_out:
         merged = F.linear(merged, *weights["W_O"])
     return rearrange(merged, "b (h w) c -> b c h w", h=height)
@@ -1189,7 +1311,11 @@ def _attention_mistakes(x: torch.Tensor, weights: dict, heads: int) -> list:
             f"1/sqrt({head_size}), the size of one head.",
         ),
         (attend(scale=1 / head_size), "The scores are divided by head_size: divide by its square root."),
-        (attend(project_out=False), "W_O is never applied: project the merged heads with self.W_O."),
+        (
+            attend(softmax_over_queries=True),
+            "The attention weights do not sum to 1 over the keys: take the softmax over the key dimension "
+            "(the last one of a (batch, heads, queries, keys) score tensor).",
+        ),
     ]
     if heads > 1:
         mistakes += [
@@ -1197,11 +1323,6 @@ def _attention_mistakes(x: torch.Tensor, weights: dict, heads: int) -> list:
             (
                 attend(heads=1, scale=head_size**-0.5),
                 f"You use a single head: split the channels into num_heads = {heads} heads.",
-            ),
-            (
-                attend(split="b s (e n) -> b n s e"),
-                "Head i must use channels i*head_size to (i+1)*head_size - 1: split the channels as '(n h)', "
-                "heads first (you split them as '(h n)').",
             ),
             (
                 attend(reshape_heads=True),
@@ -1213,26 +1334,23 @@ def _attention_mistakes(x: torch.Tensor, weights: dict, heads: int) -> list:
     return mistakes
 
 
-def _attention_behaviour(data: dict, prefix: str, inputs: dict, weights: dict) -> Optional[str]:
-    """Black-box properties of self-attention over pixels; the first one violated, as a message."""
+def _single_pixel_output(pixel: torch.Tensor, weights: dict) -> torch.Tensor:
+    """What attention outputs for a 1x1 image: the output projection of the pixel's value."""
+    values = F.linear(rearrange(pixel, "b c h w -> b (h w) c"), *weights["W_V"])
+    return rearrange(F.linear(values, *weights["W_O"]), "b (h w) c -> b c h w", h=1)
+
+
+def _attention_behaviour(data: dict, prefix: str, inputs: dict, readings: list) -> Optional[str]:
+    """Black-box properties of self-attention over pixels; the first one violated, as a message.
+    `readings`: the ways of reading the student's projections (`_attention_readings`)."""
     out = _tensor(data, f"{prefix}out", "The output", ATTN_SHAPE)
     pixel = inputs["pixel"].double()
     single = _tensor(data, f"{prefix}out_pixel", "The output for a 1x1 image", pixel.shape)
-    values = F.linear(rearrange(pixel, "b c h w -> b (h w) c"), *weights["W_V"])
-    expected = rearrange(F.linear(values, *weights["W_O"]), "b (h w) c -> b c h w", h=1)
-    if not _close(single, expected):
+    if not any(_close(single, _single_pixel_output(pixel, weights)) for _, weights in readings):
         return (
-            "With a single pixel, a query can only attend to itself, so the output must be W_O(W_V x); yours "
-            "differs. Are you attending over channels instead of pixels? The sequence axis is height * width "
-            "and the feature axis is channels."
-        )
-    constant = _tensor(data, f"{prefix}out_constant_values", "The output with constant values", ATTN_SHAPE)
-    value = F.linear(weights["W_V"][1], *weights["W_O"])  # every value vector is b_V
-    if not _close(constant, repeat(value, "c -> b c h w", b=ATTN_SHAPE[0], h=ATTN_SHAPE[2], w=ATTN_SHAPE[3])):
-        return (
-            "When every pixel has the same value vector (W_V with zero weight), every output pixel should be "
-            "W_O(b_V), because the attention weights of each query sum to 1 over the keys. Yours are not: "
-            "take the softmax over the key dimension, and split heads with rearrange (not a plain reshape)."
+            "With a single pixel, a query can only attend to itself, so the output must be the output projection "
+            "of that pixel's value; yours differs. Are you attending over channels instead of pixels? The "
+            "sequence axis is height * width and the feature axis is channels."
         )
     permuted = _tensor(data, f"{prefix}out_permuted", "The output for permuted pixels", ATTN_SHAPE)
     if not _close(permuted, _permute_pixels(out, inputs["order"])):
@@ -1253,13 +1371,16 @@ def _attention_behaviour(data: dict, prefix: str, inputs: dict, weights: dict) -
 
 
 def _probe_attention_runs(data: dict, module: nn.Module, prefix: str, inputs: dict, device: str, seed: int) -> None:
-    """Run SelfAttention on x and on the behavioural inputs; record outputs and missing gradients."""
+    """Seed the projections, run the module on x and on the behavioural inputs; record the outputs and
+    the used parameters that get no gradient."""
     name = type(module).__name__
     data["stage"] = f"running {name} on an input of shape {_fmt(ATTN_SHAPE)}"
-    out = module(inputs["x"].to(device))
+    x = inputs["x"].to(device)
+    data[f"{prefix}projections"], used = _seed_projections(module, lambda: module(x), seed, prefix)
+    out = module(x)
     data[f"{prefix}out"] = _plain(out)
     data["stage"] = f"backpropagating through {name}"
-    data[f"{prefix}missing_grads"] = _backward(module, [out], seed, prefix)
+    data[f"{prefix}missing_grads"] = _backward(module, [out], seed, prefix, used)
     with torch.no_grad():
         for key, label in (
             ("pixel", "a 1x1 image"),
@@ -1275,34 +1396,36 @@ def probe_self_attention(SelfAttention, seed: int = SEED, device: Optional[str] 
 
     def run(data: dict, device: str) -> None:
         for heads in ATTN_HEADS:
-            prefix = f"h{heads}_"
             call = f"SelfAttention({channels})" if heads == 4 else f"SelfAttention({channels}, num_heads={heads})"
             data["stage"] = f"building {call}"
             attention = SelfAttention(channels) if heads == 4 else SelfAttention(channels, num_heads=heads)
-            num_heads = getattr(attention, "num_heads", None)
-            data[f"{prefix}num_heads"] = num_heads if isinstance(num_heads, int) else repr(num_heads)
-            data[f"{prefix}params"] = _count(attention)
-            contract = _set_projections(attention, _projection_params(seed, f"attention/{heads}", channels), channels)
-            data[f"{prefix}contract"] = contract
-            if contract:
-                return
             attention.to(device)
-            inputs = _attention_inputs(seed, f"attention/{heads}")
-            _probe_attention_runs(data, attention, prefix, inputs, device, seed)
-            with torch.no_grad():
-                attention.W_V.weight.zero_()  # every pixel now has the same value vector, b_V
-                data["stage"] = f"running {call} with W_V.weight set to zero"
-                data[f"{prefix}out_constant_values"] = _plain(attention(inputs["x"].to(device)))
+            _probe_attention_runs(data, attention, f"h{heads}_", _attention_inputs(seed, f"attention/{heads}"), device, seed)
 
     return _probe(run, seed, device)
 
 
-def _check_contract(problem: str, subject: str, channels: int) -> None:
-    if problem:
+def _merged_in_another_order(out, x, layers: list, seed: int, tag: str, heads: int) -> Optional[str]:
+    readings = _attention_readings(layers, seed, tag, x.shape[1], heads, mismatched=True)
+    if _closest_reading(out, x, readings, heads)[0] <= TOL:
+        return (
+            "The heads are merged back in another channel order than they were split: merge with the same "
+            "pattern you split with, for example 'b s (n e) -> b n s e' and then 'b n s e -> b s (n e)'."
+        )
+    return None
+
+
+def _double(inputs: dict) -> dict:
+    return {k: (v.double() if v.is_floating_point() else v) for k, v in inputs.items()}
+
+
+def _check_settable(projections: dict, subject: str) -> None:
+    other = [str(name) for name in projections["other"]]
+    if other:
         raise AssertionError(
-            f"{subject} does not follow the lesson's contract, so its heads cannot be checked: {problem}. Use "
-            "self.num_heads and four projections self.W_Q, self.W_K, self.W_V, self.W_O, each "
-            f"nn.Linear({channels}, {channels}) or nn.Conv2d({channels}, {channels}, 1), with bias."
+            f"{subject} keeps parameters outside nn.Linear and nn.Conv2d layers (in {', '.join(other[:4])}), so "
+            "the test cannot set its projections to check the heads: build the projections from nn.Linear or 1x1 "
+            "nn.Conv2d layers."
         )
 
 
@@ -1312,46 +1435,35 @@ def judge_self_attention(data: dict, seed: int = SEED) -> str:
     channels = ATTN_SHAPE[1]
     for heads in ATTN_HEADS:
         prefix = f"h{heads}_"
-        _check_contract(str(data[f"{prefix}contract"]), "SelfAttention", channels)
-        if data[f"{prefix}num_heads"] != heads:
-            default = " by default" if heads == 4 else f" when built with num_heads={heads}"
-            raise AssertionError(
-                f"SelfAttention({channels}) should have self.num_heads = {heads}{default}; yours is "
-                f"{data[f'{prefix}num_heads']}."
-            )
-        if data[f"{prefix}params"] != 4 * _linear_params(channels, channels):
-            raise AssertionError(
-                f"SelfAttention({channels}) has {data[f'{prefix}params']} parameters; the four projections hold "
-                f"{4 * _linear_params(channels, channels)} and there should be nothing else."
-            )
-        inputs = {
-            k: (v.double() if v.is_floating_point() else v)
-            for k, v in _attention_inputs(seed, f"attention/{heads}").items()
-        }
-        weights = {
-            k: (w.double(), b.double())
-            for k, (w, b) in _projection_params(seed, f"attention/{heads}", channels).items()
-        }
-        out = _tensor(data, f"{prefix}out", f"The output of SelfAttention({channels}, num_heads={heads})", ATTN_SHAPE)
-        expected = _attention_reference(inputs["x"], weights, heads)
-        if not _close(out, expected):
+        subject = f"SelfAttention({channels}, num_heads={heads})"
+        projections = data[f"{prefix}projections"]
+        _check_settable(projections, subject)
+        try:
+            readings = _attention_readings(projections["layers"], seed, prefix, channels, heads)
+        except AssertionError as problem:
+            raise AssertionError(f"{subject}: {problem}.") from None
+        inputs = _double(_attention_inputs(seed, f"attention/{heads}"))
+        out = _tensor(data, f"{prefix}out", f"The output of {subject}", ATTN_SHAPE)
+        error = _closest_reading(out, inputs["x"], readings, heads)[0]
+        if error > TOL:
             cause = (
-                _first_match(out, _attention_mistakes(inputs["x"], weights, heads))
-                or _attention_behaviour(data, prefix, inputs, weights)
+                _first_match_in_any(out, readings, lambda weights: _attention_mistakes(inputs["x"], weights, heads))
+                or _merged_in_another_order(out, inputs["x"], projections["layers"], seed, prefix, heads)
+                or _attention_behaviour(data, prefix, inputs, readings)
                 or "Compare each step with the recipe: project, split heads, scaled scores, softmax over keys, "
                 "weighted values, merge heads, project."
             )
             raise AssertionError(
-                f"SelfAttention({channels}, num_heads={heads}) differs from multi-head attention with your projections "
-                f"by up to {_max_error(out, expected):.3g} on an input of shape {_fmt(ATTN_SHAPE)}. {cause}"
+                f"{subject} differs from multi-head attention with your projections by up to {error:.3g} "
+                f"(relative) on an input of shape {_fmt(ATTN_SHAPE)}. {cause}"
             )
-        problem = _attention_behaviour(data, prefix, inputs, weights)
+        problem = _attention_behaviour(data, prefix, inputs, readings)
         if problem:
-            raise AssertionError(f"SelfAttention({channels}, num_heads={heads}): {problem}")
+            raise AssertionError(f"{subject}: {problem}")
         _check_no_missing_grads(data, f"{prefix}missing_grads", "SelfAttention")
     return (
-        "matches multi-head attention with 4 (default) and 2 heads on a 3x5 image; global, "
-        "equivariant to permuting pixels, weights normalised over keys"
+        "matches multi-head attention with 4 (default) and 2 heads on a 3x5 image, with your projections "
+        "however they are laid out; global, equivariant to permuting pixels"
     )
 
 
@@ -1374,26 +1486,14 @@ def probe_attention_block(AttentionBlock, seed: int = SEED, device: Optional[str
     def run(data: dict, device: str) -> None:
         data["stage"] = f"building AttentionBlock({channels})"
         block = AttentionBlock(channels)
-        attentions = [module for module in block.modules() if _is_attention(module)]
-        data["attention_modules"] = len(attentions)
-        data["params"] = _count(block)
-        if len(attentions) != 1:
-            return
-        heads = getattr(attentions[0], "num_heads", None)
-        data["num_heads"] = heads if isinstance(heads, int) else repr(heads)
-        data["other_params"] = _count(block) - _count(attentions[0])
-        data["contract"] = _set_projections(
-            attentions[0], _projection_params(seed, "attention_block", channels), channels
-        )
-        if data["contract"]:
-            return
-        inputs = _attention_block_input(seed)
-        data["stage"] = f"running AttentionBlock({channels}) on an input of shape {_fmt(ATTN_SHAPE)}"
         block.to(device)
-        out = block(inputs["x"].to(device))
+        x = _attention_block_input(seed)["x"].to(device)
+        data["stage"] = f"running AttentionBlock({channels}) on an input of shape {_fmt(ATTN_SHAPE)}"
+        data["projections"], used = _seed_projections(block, lambda: block(x), seed, "attention_block")
+        out = block(x)
         data["out"] = _plain(out)
         data["stage"] = "backpropagating through AttentionBlock"
-        data["missing_grads"] = _backward(block, [out], seed, "attention_block")
+        data["missing_grads"] = _backward(block, [out], seed, "attention_block", used)
 
     return _probe(run, seed, device)
 
@@ -1423,38 +1523,40 @@ def _attention_block_mistakes(x: torch.Tensor, weights: dict) -> list:
     return mistakes
 
 
+def _other_head_counts(out: torch.Tensor, x: torch.Tensor, layers: list, seed: int) -> Optional[str]:
+    """The message for an AttentionBlock whose SelfAttention has another number of heads than 4."""
+    normed = F.group_norm(x, 1, eps=GN_DEFAULT_EPS)
+    for heads in (1, 2, 8):
+        readings = _attention_readings(layers, seed, "attention_block", x.shape[1], heads)
+        if _closest_reading(out - x, normed, readings, heads)[0] <= TOL:
+            return f"The SelfAttention inside AttentionBlock has {heads} head(s); it should have 4 heads."
+    return None
+
+
 @_judge
 def judge_attention_block(data: dict, seed: int = SEED) -> str:
     _raise_probe_error(data, "AttentionBlock")
     channels = ATTN_SHAPE[1]
-    if data["attention_modules"] != 1:
-        raise AssertionError(
-            f"AttentionBlock({channels}) should contain one SelfAttention (a module with W_Q, W_K, W_V and W_O); "
-            f"found {data['attention_modules']}."
-        )
-    _check_contract(str(data["contract"]), "The SelfAttention inside AttentionBlock", channels)
-    if data["num_heads"] != 4:
-        raise AssertionError(
-            f"The SelfAttention inside AttentionBlock should have 4 heads, yours has {data['num_heads']}."
-        )
-    if data["other_params"] != 2 * channels:
-        raise AssertionError(
-            f"Besides the attention, AttentionBlock({channels}) should hold only GroupNorm(1, {channels}) with its "
-            f"weight and bias ({2 * channels} parameters); yours holds {data['other_params']}."
-        )
+    subject = f"AttentionBlock({channels})"
+    projections = data["projections"]
+    _check_settable(projections, subject)
+    try:
+        readings = _attention_readings(projections["layers"], seed, "attention_block", channels, 4)
+    except AssertionError as problem:
+        raise AssertionError(f"The SelfAttention inside {subject}: {problem}.") from None
     x = _attention_block_input(seed)["x"].double()
-    weights = {
-        k: (w.double(), b.double()) for k, (w, b) in _projection_params(seed, "attention_block", channels).items()
-    }
-    out = _tensor(data, "out", f"The output of AttentionBlock({channels})", ATTN_SHAPE)
-    expected = x + _attention_reference(F.group_norm(x, 1, eps=GN_DEFAULT_EPS), weights, 4)
-    if not _close(out, expected):
-        cause = _first_match(out, _attention_block_mistakes(x, weights)) or (
-            "Follow the diagram: x + attention(groupnorm_1_group(x))."
+    out = _tensor(data, "out", f"The output of {subject}", ATTN_SHAPE)
+    normed = F.group_norm(x, 1, eps=GN_DEFAULT_EPS)
+    error, _, weights = _closest_reading(out - x, normed, readings, 4)
+    if error > TOL:
+        expected = x + _attention_reference(normed, weights, 4)
+        cause = (
+            _first_match_in_any(out, readings, lambda weights: _attention_block_mistakes(x, weights))
+            or _other_head_counts(out, x, projections["layers"], seed)
+            or "Follow the diagram: x + attention(groupnorm_1_group(x)). If test_self_attention fails, fix that first."
         )
         raise AssertionError(
-            f"AttentionBlock({channels}) differs from x + attention(norm(x)) by up to "
-            f"{_max_error(out, expected):.3g}. {cause}"
+            f"{subject} differs from x + attention(norm(x)) by up to {_max_error(out, expected):.3g}. {cause}"
         )
     _check_no_missing_grads(data, "missing_grads", "AttentionBlock")
     return "equals x + SelfAttention(GroupNorm(1 group)(x)) with 4 heads"
@@ -1578,7 +1680,7 @@ def judge_residual_block(data: dict, seed: int = SEED) -> str:
         _check_no_missing_grads(data, f"{name}_missing_grads", subject)
     return (
         "output shapes, parameter counts (1x1 shortcut only when channels change), step embedding used between "
-        "the convolutions, shortcut present"
+        f"the convolutions, shortcut present{NUMBERS_CHECKED}"
     )
 
 
@@ -1676,16 +1778,6 @@ def judge_downblock(data: dict, seed: int = SEED, downsample: bool = True) -> st
     alone = _check_pair(data, "out_first", subject, tuple((1, *shape[1:]) for shape in (small, full)))
     _check_batch_independence([out, skip], list(alone), subject)
     _check_step_effect([(out, out2), (skip, skip2)], subject)
-    odd = str(data["odd"])
-    if downsample and not odd.startswith(("AssertionError", "ValueError")):
-        raise AssertionError(
-            f"{subject} accepted an input of odd height 5 ({odd}); halving it would lose a row. Assert that the "
-            "height and width are even when you downsample."
-        )
-    if not downsample and odd != "no error":
-        raise AssertionError(
-            f"{subject} rejected an input of odd height 5 ({odd}): only downsampling needs even sizes."
-        )
     down = _conv_params(c_out, c_out, 4)
     known = {
         -down: "The 4x4 conv with stride 2 and padding 1 is missing.",
@@ -1693,12 +1785,20 @@ def judge_downblock(data: dict, seed: int = SEED, downsample: bool = True) -> st
         -_attention_block_params(c_out): "The attention block is missing.",
     }
     _check_param_count(
-        int(data["params"]), _down_params(c_in, c_out, STEP_DIM, downsample), subject, data["param_shapes"], known
+        int(data["params"]),
+        _down_params(c_in, c_out, STEP_DIM, downsample),
+        subject,
+        data["param_shapes"],
+        known,
+        attention=(c_out,),
     )
     _check_no_missing_grads(data, "missing_grads", subject)
     size = "halved output and full-size skip" if downsample else "two full-size outputs"
-    check = ", asserts on odd heights" if downsample else ", accepts odd heights"
-    return f"{size}, parameter count, step embedding used{check}"
+    # Good practice, not a requirement: it only ever adds a note.
+    advice = ""
+    if downsample and str(data["odd"]) == "no error":
+        advice = " (a tip, no points involved: assert that the height and width are even before halving them)"
+    return f"{size}, parameter count, step embedding used{NUMBERS_CHECKED}{advice}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1789,11 +1889,19 @@ def judge_upblock(data: dict, seed: int = SEED, upsample: bool = True) -> str:
         ): "The first residual block should take 2 * dim_out channels: x and skip concatenated.",
     }
     _check_param_count(
-        int(data["params"]), _up_params(dim_in, dim_out, STEP_DIM, upsample), subject, data["param_shapes"], known
+        int(data["params"]),
+        _up_params(dim_in, dim_out, STEP_DIM, upsample),
+        subject,
+        data["param_shapes"],
+        known,
+        attention=(dim_in,),
     )
     _check_no_missing_grads(data, "missing_grads", subject)
     size = "doubled" if upsample else "kept"
-    return f"output shape ({size} size), skip concatenated (not added), parameter count, step embedding used"
+    return (
+        f"output shape ({size} size), skip concatenated (not added), parameter count, step embedding used"
+        f"{NUMBERS_CHECKED}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1807,9 +1915,12 @@ MID_ORDER = ["residual", "attention", "residual"]
 
 @contextlib.contextmanager
 def _recording_calls(block: nn.Module, step_dim: int, calls: list) -> Iterator[None]:
-    """Record the order in which the block calls its SelfAttention modules and the Linear layers that
-    project the step embedding (one per residual block), without knowing attribute names."""
-    attentions = [m for m in block.modules() if _is_attention(m)]
+    """Record the order in which the block calls its attention (an AttentionBlock, or a SelfAttention
+    outside one) and the Linear layers that project the step embedding (one per residual block),
+    without knowing attribute names."""
+    candidates = [m for m in block.modules() if _is_a(m, "AttentionBlock") or _is_attention(m)]
+    nested = {id(sub) for a in candidates for sub in a.modules() if sub is not a}
+    attentions = [m for m in candidates if id(m) not in nested]
     inside = {id(sub) for a in attentions for sub in a.modules()}
     projections = [
         m for m in block.modules() if isinstance(m, nn.Linear) and m.in_features == step_dim and id(m) not in inside
@@ -1863,16 +1974,21 @@ def judge_midblock(data: dict, seed: int = SEED) -> str:
     _check_batch_independence([out], [_tensor(data, "out_first", f"The output of {subject}", (1, *shape[1:]))], subject)
     _check_step_effect([(out, out_emb2)], subject)
     calls = [str(c) for c in data["calls"]]
-    if calls != MID_ORDER:
+    # Without an AttentionBlock or SelfAttention class to watch, the order cannot be seen here; the
+    # grader's weights check still checks it.
+    if "attention" in calls and calls != MID_ORDER:
         raise AssertionError(
-            f"{subject} runs {' -> '.join(calls) or 'nothing recognisable'}; it should run residual block -> "
-            "attention block -> residual block. (Detected from the calls of SelfAttention and of the Linear "
-            "layers that project the step embedding.)"
+            f"{subject} runs {' -> '.join(calls)}; it should run residual block -> attention block -> residual "
+            "block. (Detected from the calls of your AttentionBlock or SelfAttention and of the Linear layers that "
+            "project the step embedding.)"
         )
     known = {-_attention_block_params(mid): "The attention block is missing."}
-    _check_param_count(int(data["params"]), _mid_params(mid, STEP_DIM), subject, data["param_shapes"], known)
+    _check_param_count(
+        int(data["params"]), _mid_params(mid, STEP_DIM), subject, data["param_shapes"], known, attention=(mid,)
+    )
     _check_no_missing_grads(data, "missing_grads", subject)
-    return "residual -> attention -> residual, shape kept, parameter count, step embedding used"
+    order = "residual -> attention -> residual, " if "attention" in data["calls"] else ""
+    return f"{order}shape kept, parameter count, step embedding used{NUMBERS_CHECKED}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1900,6 +2016,13 @@ def _unet_params(image_shape, channels, dim_mults, groups, max_steps) -> int:
     ups = sum(_up_params(c_in, c_out, emb, True) for c_in, c_out in pairs[1:])
     convs = _conv_params(image_shape[0], channels, 7) + _conv_params(channels, image_shape[0], 1)
     return step_mlp + convs + downs + _mid_params(dims[-1], emb) + ups + _residual_params(channels, channels, emb)
+
+
+def _unet_attention_channels() -> tuple[int, ...]:
+    """The channels of every attention in the tests' Unet: one per down block, the mid block, and one
+    per up block."""
+    dims = [UNET["channels"]] + [m * UNET["channels"] for m in UNET["dim_mults"]]
+    return (*dims[1:], dims[-1], *dims[1:-1])
 
 
 def _diffusion_model_class():
@@ -1979,16 +2102,21 @@ def judge_unet(data: dict, seed: int = SEED) -> str:
         ): f"The step MLP should be Linear(max_steps, 4C), GELU, Linear(4C, 4C) with 4C = {emb}.",
         -_residual_params(channels, channels, emb): "The residual block before the final 1x1 conv is missing.",
     }
-    _check_param_count(int(data["params"]), _unet_params(**UNET), "Unet", data["param_shapes"], known)
+    _check_param_count(
+        int(data["params"]), _unet_params(**UNET), "Unet", data["param_shapes"], known, attention=_unet_attention_channels()
+    )
     _check_no_missing_grads(data, "missing_grads", "Unet")
     return (
         "a DiffusionModel with the parameter count of the diagrams; output shaped like the input, "
-        "depends on num_steps per image"
+        f"depends on num_steps per image{NUMBERS_CHECKED}"
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# Bonus: ConvTranspose2d
+# Bonus: a transposed convolution from scratch
+#
+# The student's class has a name of its own, so that the blocks keep using nn.ConvTranspose2d (and
+# the bonus cannot change another exercise's verdict) unless the student points ConvTranspose2d at it.
 # ---------------------------------------------------------------------------------------------
 
 CONVT_CONFIGS = ((3, 4, 3, 2, 1), (2, 3, 4, 2, 1), (2, 2, 3, 1, 0), (3, 2, 5, 3, 2))  # in, out, kernel, stride, padding
@@ -2031,7 +2159,7 @@ def probe_conv_transpose2d(ConvTranspose2d, seed: int = SEED, device: Optional[s
 
 @_judge
 def judge_conv_transpose2d(data: dict, seed: int = SEED) -> str:
-    _raise_probe_error(data, "ConvTranspose2d")
+    _raise_probe_error(data, BONUS_CLASS)
     for i, config in enumerate(CONVT_CONFIGS):
         c_in, c_out, kernel, stride, padding = config
         subject = f"ConvTranspose2d({c_in}, {c_out}, {kernel}, stride={stride}, padding={padding})"
@@ -2111,7 +2239,7 @@ SUBJECTS: dict[str, tuple[str, ...]] = {
     "upblock": ("UpBlock",),
     "midblock": ("MidBlock",),
     "unet": ("Unet",),
-    "conv_transpose2d": ("ConvTranspose2d",),
+    "conv_transpose2d": (BONUS_CLASS,),
 }
 
 NOTEBOOK_CALLS: tuple[tuple[str, dict], ...] = (
