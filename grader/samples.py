@@ -118,6 +118,8 @@ def _prefixed(code: str, grade_id: str, base: Edit = lambda answers: {}) -> Edit
 # first exercise honestly and then sabotage the rest of the notebook).
 STUDENTS: dict[str, Edit] = {
     "ada_complete": lambda answers: dict(answers),
+    # Every main exercise, and the optional bonus left as released: full points all the same.
+    "hana_skips_bonus": lambda answers: {g: a for g, a in answers.items() if g != "conv_transpose2d"},
     "ben_untouched": lambda answers: {},
     "cleo_first_half": _only("groupnorm", "sinusoidal", "plot_embeddings", "swish", "plot_silu", "self_attention"),
     "dev_classic_mistakes": _mistakes,

@@ -114,7 +114,9 @@
 #
 # A down block takes images of height `h` and returns two tensors: the *downsampled* output of
 # height `h // 2`, which feeds the next block, and the full-size *skip* output, which waits for the
-# matching up block. Downsampling needs an even height, so assert it in your code.
+# matching up block. Halving an odd height would lose a row; the lesson's images always have even
+# sizes where they are halved, and asserting it in your code is good practice (a tip: the tests only
+# mention it).
 #
 # <p align="center"><img src="w3d4_diagram_downblock.svg" alt="The down block: two residual blocks,
 # attention, then a 4x4 convolution with stride 2; the attention output is also the skip"/></p>
@@ -447,15 +449,19 @@ if MAIN:
 # the scaled dot products of queries with keys, softmax over the keys, and average the values with
 # those weights; then merge the heads and apply an output projection.
 #
-# So that the tests can check your heads, build the module with these parts:
+# A few facts to build on, where `head_size = channels // num_heads`:
 #
-# - `self.num_heads`, the number of heads; `channels` must be divisible by it;
-# - four projections `self.W_Q`, `self.W_K`, `self.W_V` and `self.W_O`, each mapping `channels` to
-#   `channels` with a bias: either `nn.Linear(channels, channels)` or a 1x1
-#   `nn.Conv2d(channels, channels, 1)`, your choice;
-# - head `i` uses channels `i * head_size` to `(i + 1) * head_size` of the projected queries, keys
-#   and values, where `head_size = channels // num_heads` (the usual `"(n h)"` split);
+# - the projections act on each pixel's channels: `nn.Linear` layers on the flattened pixels, or
+#   1x1 `nn.Conv2d` layers on the image, with or without biases. Separate query, key and value
+#   projections and one fused projection to `3 * channels` that you split are both fine, and so
+#   is any attribute name;
+# - each head works on `head_size` of the projected channels; the usual split is
+#   `rearrange(q, 'b s (n e) -> b n s e', n=num_heads)`, and the heads are merged back with the same
+#   pattern before the output projection;
 # - scale the dot products by `1 / sqrt(head_size)`.
+#
+# The test sets your projection layers to weights of its own, in the order your code first uses
+# them, and checks the output against every way of reading them as queries, keys, values and output.
 #
 # <details>
 # <summary>Hint: how do I handle two spatial dimensions?</summary>
@@ -571,12 +577,15 @@ if MAIN:
 #
 # The tests of this and the following blocks check what every correct block does: shapes, parameter
 # counts, that the step embedding and the skip change the output. They cannot check every number
-# without the solution. The autograder can: it sets every layer of your block to its own weights
-# and compares the output with the diagram, so follow the diagrams' order exactly, and build the
-# layers from `nn.Conv2d`, `nn.Linear` and your own `GroupNorm`, `SiLU`, `SelfAttention` and
-# `ConvTranspose2d`. A mistake in `GroupNorm`, `SiLU`, `SelfAttention`, `AttentionBlock` or
-# `ConvTranspose2d` costs the points of that exercise only, but a mistake inside your residual block
-# also shows in every block built on it.
+# without the solution, so their PASS line says what they checked. The autograder also checks the
+# numbers: it recognises your layers by their kind and shape and by the order in which your forward
+# pass first uses them (never by their names or the order you create them in), sets them to weights
+# of its own, and compares the output with the diagram. So follow the diagrams' order exactly, and
+# build the layers from `nn.Conv2d`, `nn.Linear`, `nn.GroupNorm` or your own `GroupNorm`, your
+# `SelfAttention` or `AttentionBlock`, and `ConvTranspose2d`; activations may be your `SiLU`,
+# `nn.SiLU` or `F.silu`. A mistake in `GroupNorm`, `SiLU`, `SelfAttention`, `AttentionBlock` or the
+# bonus costs the points of that exercise only, but a mistake inside your residual block also shows
+# in every block built on it.
 
 # %% nbgrader={"grade_id": "residual_block"}
 class ResidualBlock(nn.Module):
@@ -629,8 +638,8 @@ if MAIN:
 # %% [markdown]
 # ### The down block
 #
-# Remember to return the downsampled output first and the skip second, and to assert that the
-# height is even when you downsample.
+# Remember to return the downsampled output first and the skip second. Asserting that the height
+# and width are even before you halve them is good practice.
 
 # %% nbgrader={"grade_id": "down_block"}
 class DownBlock(nn.Module):

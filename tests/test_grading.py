@@ -32,6 +32,7 @@ FULL = dict(zip(TESTS, [2, 1, 1, 2, 1, 2, 2, 2, 1, 2]))
 NOTHING = dict.fromkeys(TESTS, 0)
 EXPECTED = {
     "ada_complete": FULL,
+    "hana_skips_bonus": FULL,
     "ben_untouched": NOTHING,
     "cleo_first_half": {**NOTHING, "test_groupnorm": 2, "test_sinusoidal": 1, "test_swish": 1, "test_self_attention": 2},
     # Unbiased variance, softmax over the queries, mid block in the wrong order; the attention
@@ -214,3 +215,23 @@ def test_other_database_url_and_bad_arguments(tmp_path: Path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     unknown = run_cli("grade", str(submissions), "--out", str(tmp_path / "out"), "--student", "zed")
     assert unknown.returncode == 2 and "no submission for student 'zed'" in unknown.stderr
+
+
+def test_same_points_with_fresh_secrets_other_jobs_and_a_busy_core(tmp_path: Path):
+    """Three gradings of the sample class, each into a new course (so with a new secret, hence new
+    inputs for every check), with one or two jobs, while another process keeps a core busy."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        points = []
+        for run, jobs in enumerate(("2", "1", "2")):
+            out = tmp_path / f"run{run}"
+            result = run_cli("grade", "--out", str(out), "--jobs", jobs)
+            assert result.returncode == 0, result.stdout + result.stderr
+            points.append({s: {t: score for t, (score, _) in tests.items()} for s, tests in by_test(out).items()})
+    finally:
+        busy.kill()
+        busy.wait()
+    secrets = {(tmp_path / f"run{run}" / "course" / ".grader_secret").read_text() for run in range(3)}
+    assert len(secrets) == 3, "each run should have had a secret of its own"
+    assert points[0] == points[1] == points[2]
+    assert points[0] == {s: {t: float(p) for t, p in e.items()} for s, e in EXPECTED.items()}
