@@ -14,7 +14,7 @@ endif
 # mermaid (npm), which `python -m figures` runs in Chromium to draw the block diagrams.
 MERMAID := figures/mermaid/node_modules/.package-lock.json
 
-.PHONY: run test build figures check system-deps solution
+.PHONY: run test test-fast build figures check system-deps solution
 
 $(VENV_READY): requirements.txt
 	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version'
@@ -33,6 +33,10 @@ solution: $(ENV)
 # Prerequisites are made in order: system-deps installs npm before mermaid needs it.
 test: $(ENV) system-deps $(MERMAID)
 	$(PYTHON) -m pytest
+
+# Everyday work: everything but the tests that grade whole classes (marked slow).
+test-fast: $(ENV) system-deps $(MERMAID)
+	$(PYTHON) -m pytest -m "not slow"
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -217,6 +217,7 @@ def test_other_database_url_and_bad_arguments(tmp_path: Path):
     assert unknown.returncode == 2 and "no submission for student 'zed'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_same_points_with_fresh_secrets_other_jobs_and_a_busy_core(tmp_path: Path):
     """Three gradings of the sample class, each into a new course (so with a new secret, hence new
     inputs for every check), with one or two jobs, while another process keeps a core busy."""

@@ -27,9 +27,13 @@ from grader.verdicts import Verdict
 from hostile.corpus import CORPUS, Context, by_student, write_class_zip
 from hostile.observe import Listener, host_ip, sandbox_processes
 
-pytestmark = pytest.mark.skipif(
-    not isolation_available(), reason="bubblewrap namespaces are not available: the WEAKER mode is not meant to stop these"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not isolation_available(),
+        reason="bubblewrap namespaces are not available: the WEAKER mode is not meant to stop these",
+    ),
+    pytest.mark.slow,
+]
 
 LIMITS = Limits(cell_timeout_s=10, notebook_timeout_s=180, memory_bytes=3 * 2**30)
 # What grading is expected to write into the course folder; everything else must stay as it was.

@@ -1926,9 +1926,10 @@ MID_ORDER = ["residual", "attention", "residual"]
 
 @contextlib.contextmanager
 def _recording_calls(block: nn.Module, step_dim: int, calls: list) -> Iterator[None]:
-    """Record the order in which the block calls its attention (an AttentionBlock, or a SelfAttention
-    outside one) and the Linear layers that project the step embedding (one per residual block),
-    without knowing attribute names."""
+    """Record the order in which the block first uses its attention (an AttentionBlock, or a
+    SelfAttention outside one) and each Linear layer that projects the step embedding (one per
+    residual block), without knowing attribute names: a layer counts when any torch call uses its
+    parameters, so F.linear(emb, layer.weight, layer.bias) counts too."""
     candidates = [m for m in block.modules() if _is_a(m, "AttentionBlock") or _is_attention(m)]
     nested = {id(sub) for a in candidates for sub in a.modules() if sub is not a}
     attentions = [m for m in candidates if id(m) not in nested]
@@ -1936,13 +1937,10 @@ def _recording_calls(block: nn.Module, step_dim: int, calls: list) -> Iterator[N
     projections = [
         m for m in block.modules() if isinstance(m, nn.Linear) and m.in_features == step_dim and id(m) not in inside
     ]
-    hooks = [m.register_forward_hook(lambda *_: calls.append("attention")) for m in attentions]
-    hooks += [m.register_forward_hook(lambda *_: calls.append("residual")) for m in projections]
-    try:
+    labels = {**{id(m): "attention" for m in attentions}, **{id(m): "residual" for m in projections}}
+    with _FirstUse(attentions + projections) as first_use:
         yield
-    finally:
-        for hook in hooks:
-            hook.remove()
+    calls.extend(labels[id(m)] for m in first_use.order)
 
 
 def probe_midblock(MidBlock, seed: int = SEED, device: Optional[str] = None) -> dict:
