@@ -41,6 +41,7 @@ import math
 import os
 import sysconfig
 import traceback
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -443,9 +444,12 @@ def _trusted_parts(model: nn.Module, embedding_size: int = 0, attention_values: 
                 module.forward = own
 
 
-def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[list[str], list[str], dict]:
+def _load_grader_weights(
+    order: list[nn.Module], seed: int, tag: str, attention_channels: dict
+) -> tuple[list[str], list[str], dict]:
     """Give the n-th layer of each kind and shape its seeded values; returns (layer keys, problems,
-    {id of each attention: its values}), the attentions' values being used by their stand-ins."""
+    {id of each attention: its values}), the attentions' values being used by their stand-ins.
+    `attention_channels`: id of an attention -> the channels of its input, where seen."""
     counts: dict[str, int] = {}
     keys, problems, attention_values = [], [], {}
     for module in order:
@@ -454,7 +458,8 @@ def _load_grader_weights(order: list[nn.Module], seed: int, tag: str) -> tuple[l
             keys.append(f"other {type(module).__name__}")
             problems.append(f"{type(module).__name__} holds parameters but is not a layer the grader knows")
             continue
-        shape = _unit_shape(kind, module)
+        seen = attention_channels.get(id(module))
+        shape = (seen,) if kind == "attention" and seen else _unit_shape(kind, module)
         key = unit_key(kind, shape)
         keys.append(key)
         if not shape:
@@ -480,10 +485,21 @@ def _probe_grader_weights(
     weights_uncalled (layers whose parameters forward never used), weights_out, and with
     `capture` (a layer key) the input of the first layer with that key, weights_captured."""
     units = _units(model)
-    with torch.no_grad(), _FirstUse(units) as first_use:
-        forward()
+    # an attention's channels are those of its input, whatever shape its parameters have
+    channels: dict[int, int] = {}
+    def note_channels(module: nn.Module, args: tuple) -> None:  # a pre-hook that returns a value replaces args
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+            channels.setdefault(id(module), int(args[0].shape[1]))
+
+    hooks = [m.register_forward_pre_hook(note_channels) for m in units if _unit_kind(m) == "attention"]
+    try:
+        with torch.no_grad(), _FirstUse(units) as first_use:
+            forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
     order = first_use.order
-    keys, problems, attention_values = _load_grader_weights(order, seed, tag)
+    keys, problems, attention_values = _load_grader_weights(order, seed, tag, channels)
     data[prefix + "weights_units"] = keys
     data[prefix + "weights_problems"] = problems
     used = {id(module) for module in order}
@@ -1154,8 +1170,30 @@ def projection_values(seed: int, tag: str, index: int, n_out: int, n_in: int) ->
     return weight, 0.3 * _randn(seed, name + "/bias", (n_out,))
 
 
-def _describe_layer(layer: nn.Module) -> list:
+def _projection_layers(module: nn.Module) -> list:
+    """The Linear and Conv2d layers inside `module`, the fused input projection of any
+    nn.MultiheadAttention, and every bare parameter outside a GroupNorm, the last two as namespaces
+    with weight, bias, parameters() and name."""
+    layers: list = []
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            layers.append(m)
+        elif not isinstance(m, nn.MultiheadAttention) and _unit_kind(m) != "norm":
+            for p in m.parameters(recurse=False):
+                layers.append(SimpleNamespace(weight=p, bias=None, parameters=lambda p=p: iter([p]), name="Parameter"))
+        elif isinstance(m, nn.MultiheadAttention) and isinstance(m.in_proj_weight, torch.Tensor):
+            own = [p for p in (m.in_proj_weight, m.in_proj_bias) if isinstance(p, torch.Tensor)]
+            layers.append(SimpleNamespace(
+                weight=m.in_proj_weight, bias=m.in_proj_bias, parameters=lambda own=own: iter(own),
+                name="MultiheadAttention.in_proj",
+            ))
+    return layers
+
+
+def _describe_layer(layer) -> list:
     """[class name, weight shape, has a bias, acts on each pixel alone]."""
+    if isinstance(layer, SimpleNamespace):  # pointwise: a bare parameter can only be a matrix product
+        return [layer.name, [int(n) for n in layer.weight.shape], isinstance(layer.bias, torch.Tensor), True]
     pointwise = isinstance(layer, nn.Linear) or (
         tuple(layer.weight.shape[2:]) == (1, 1)
         and tuple(layer.stride) == (1, 1)
@@ -1167,27 +1205,32 @@ def _describe_layer(layer: nn.Module) -> list:
     return [type(layer).__name__, shape, isinstance(layer.bias, torch.Tensor), pointwise]
 
 
-def _seed_projections(module: nn.Module, forward: Callable[[], Any], seed: int, tag: str) -> tuple[dict, set]:
+def _seed_projections(
+    module: nn.Module, forward: Callable[[], Any], seed: int, tag: str, channels: int
+) -> tuple[dict, set]:
     """Set every Linear and Conv2d layer of `module` to `projection_values`, numbered in the order in
     which `forward()` first uses them.
 
     Returns ({"layers": [_describe_layer(...)] in that order, "other": class names of other modules
     that hold parameters (GroupNorms aside), which the probe cannot set}, ids of the used parameters)."""
-    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = _projection_layers(module)
     with torch.no_grad(), _FirstUse(layers) as first_use:
         forward()
     with torch.no_grad():
         for index, layer in enumerate(first_use.order):
+            if getattr(layer, "name", "") == "Parameter":
+                layer.weight.copy_(raw_values(seed, tag, index, tuple(layer.weight.shape), channels))
+                continue
             weight, bias = projection_values(seed, tag, index, *(int(n) for n in layer.weight.shape[:2]))
             if layer.weight[0].numel() == weight.shape[1]:
                 layer.weight.copy_(weight.reshape(layer.weight.shape))
             if isinstance(layer.bias, torch.Tensor):
                 layer.bias.copy_(bias)
-    known = {id(m) for m in layers}
+    known = {id(p) for layer in layers for p in layer.parameters()}
     other = [
         type(m).__name__
         for m in module.modules()
-        if id(m) not in known and _unit_kind(m) != "norm" and next(m.parameters(recurse=False), None) is not None
+        if _unit_kind(m) != "norm" and any(id(p) not in known for p in m.parameters(recurse=False))
     ]
     used = {id(p) for layer in first_use.order for p in layer.parameters()}
     return {"layers": [_describe_layer(layer) for layer in first_use.order], "other": other}, used
@@ -1197,6 +1240,59 @@ def _layer_names(layers: list) -> str:
     return ", ".join(f"{name}{_fmt(shape)}" for name, shape, *_ in layers) or "none"
 
 
+def raw_values(seed: int, tag: str, index: int, shape: tuple[int, ...], channels: int) -> torch.Tensor:
+    """Seeded values for a projection kept as a bare nn.Parameter: weight-sized ones (a multiple of
+    channels * channels entries) like `projection_values`' weights, smaller ones like its biases."""
+    values = _randn(seed, f"{tag}/parameter{index}/{'x'.join(map(str, shape))}", tuple(shape))
+    weight_sized = math.prod(shape) % (channels * channels) == 0
+    return ATTN_GAIN * values / channels**0.5 if weight_sized else 0.3 * values
+
+
+def _raw_orientations(value: torch.Tensor, channels: int) -> list[torch.Tensor]:
+    """The (out, in = channels) matrices a bare weight parameter may stand for: (out, in) for
+    F.linear or its transpose for x @ W, and per-head (heads, channels, head_size) for an input or
+    (heads, head_size, channels) for the output projection."""
+    found = []
+    if value.dim() == 2:
+        if value.shape[1] == channels:
+            found.append(value)
+        if value.shape[0] == channels:
+            found.append(value.T)
+    elif value.dim() == 3:
+        if value.shape[1] == channels:
+            found.append(rearrange(value, "n c e -> (n e) c"))
+        if value.shape[2] == channels:
+            found.append(rearrange(value, "n e c -> c (n e)"))
+    return found
+
+
+def _projection_choices(layers: list, seed: int, tag: str, channels: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Every way to read the layers as projections [(weight (out, in), bias (out,))] in order of first
+    use, float64. A layer gives one; a bare weight parameter may give several (`_raw_orientations`),
+    and a bare bias belongs to the first projection before it of its size that has none."""
+    options: list[list[torch.Tensor]] = []
+    biases: list[Optional[torch.Tensor]] = []
+    for index, (name, shape, has_bias, _) in enumerate(layers):
+        if name != "Parameter":
+            weight, bias = projection_values(seed, tag, index, shape[0], shape[1])
+            options.append([weight.double()])
+            biases.append(bias.double() if has_bias else None)
+            continue
+        value = raw_values(seed, tag, index, tuple(shape), channels).double()
+        if value.numel() % (channels * channels) == 0:
+            options.append(_raw_orientations(value, channels))
+            biases.append(None)
+            continue
+        owner = next((i for i, o in enumerate(options) if biases[i] is None and o and o[0].shape[0] == value.numel()), None)
+        if owner is None:
+            return []
+        biases[owner] = value.flatten()
+    choices = []
+    for weights in itertools.islice(itertools.product(*options), 64):
+        choices.append([(w, b if b is not None else torch.zeros(w.shape[0], dtype=torch.float64)) for w, b in zip(weights, biases)])
+    return choices
+
+
 def _attention_readings(
     layers: list, seed: int, tag: str, channels: int, heads: int, mismatched: bool = False
 ) -> list[tuple[str, dict]]:
@@ -1204,8 +1300,8 @@ def _attention_readings(
     multi-head attention, each as (label, {"W_Q": (weight, bias), ..., "W_O": ...}) in float64 and
     in the layout of `_attention_reference` (heads split as '(n e)').
 
-    The last layer used is the output projection; the ones before it, stacked, map channels to
-    3 * channels. Their rows hold queries, keys and values (t) in any order, and heads (n) and
+    The last projection used is the output projection; the ones before it, stacked, map channels
+    to 3 * channels. Their rows hold queries, keys and values (t) in any order, and heads (n) and
     features (e) in any nesting: '(t n e)' is separate or chunked projections, '(n t e)' is the
     per-head layout of some fused projections. The heads are merged back in the same n/e order (in
     the other order with `mismatched`, a mistake). Raises AssertionError when the layers cannot be
@@ -1216,24 +1312,35 @@ def _attention_readings(
             f"its projections must act on each pixel alone (nn.Linear, or nn.Conv2d with a 1x1 kernel); "
             f"it uses {described}"
         )
-    values = []
-    for index, (_, shape, has_bias, _) in enumerate(layers):
-        weight, bias = projection_values(seed, tag, index, shape[0], shape[1])
-        values.append((weight.double(), bias.double() if has_bias else torch.zeros(shape[0], dtype=torch.float64)))
-    rows = sum(weight.shape[0] for weight, _ in values)
-    if rows == 3 * channels:
+    choices = _projection_choices(layers, seed, tag, channels)
+    readings = [r for values in choices if _fits(values, channels) for r in _readings_of(values, channels, heads, mismatched)]
+    if readings:
+        return readings
+    if choices and sum(w.shape[0] for w, _ in choices[0]) == 3 * channels:
         raise AssertionError(
             f"it has no output projection ({described}): after merging the heads, apply a "
             f"{channels} -> {channels} projection (nn.Linear or a 1x1 nn.Conv2d)"
         )
-    w_out, b_out = values[-1] if values else (torch.zeros(0), torch.zeros(0))
-    if rows != 4 * channels or tuple(w_out.shape) != (channels, channels) or any(w.shape[1] != channels for w, _ in values):
-        raise AssertionError(
-            f"its projection layers, in the order forward uses them, are {described}: expected projections to "
-            f"queries, keys and values ({3 * channels} outputs in all, as three layers or one fused layer), then "
-            f"an output projection {channels} -> {channels}"
-        )
+    raise AssertionError(
+        f"its projections, in the order forward uses them, are {described}: expected projections to "
+        f"queries, keys and values ({3 * channels} outputs in all, as three layers or one fused layer), then "
+        f"an output projection {channels} -> {channels}"
+    )
+
+
+def _fits(values: list, channels: int) -> bool:
+    """Whether projections [(weight, bias)] are inputs to 3 * channels, then an output projection."""
+    return (
+        len(values) >= 2
+        and sum(w.shape[0] for w, _ in values[:-1]) == 3 * channels
+        and tuple(values[-1][0].shape) == (channels, channels)
+        and all(w.shape[1] == channels for w, _ in values)
+    )
+
+
+def _readings_of(values: list, channels: int, heads: int, mismatched: bool) -> list[tuple[str, dict]]:
     w_in, b_in = torch.cat([w for w, _ in values[:-1]]), torch.cat([b for _, b in values[:-1]])
+    w_out, b_out = values[-1]
     readings = []
     for layout in itertools.permutations("tne"):
         order = {part: rearrange(torch.arange(3 * channels), f"({' '.join(layout)}) -> t (n e)", t=3, n=heads)[i]
@@ -1382,7 +1489,7 @@ def _probe_attention_runs(data: dict, module: nn.Module, prefix: str, inputs: di
     name = type(module).__name__
     data["stage"] = f"running {name} on an input of shape {_fmt(ATTN_SHAPE)}"
     x = inputs["x"].to(device)
-    data[f"{prefix}projections"], used = _seed_projections(module, lambda: module(x), seed, prefix)
+    data[f"{prefix}projections"], used = _seed_projections(module, lambda: module(x), seed, prefix, ATTN_SHAPE[1])
     out = module(x)
     data[f"{prefix}out"] = _plain(out)
     data["stage"] = f"backpropagating through {name}"
@@ -1500,7 +1607,7 @@ def probe_attention_block(AttentionBlock, seed: int = SEED, device: Optional[str
         block.to(device)
         x = _attention_block_input(seed)["x"].to(device)
         data["stage"] = f"running AttentionBlock({channels}) on an input of shape {_fmt(ATTN_SHAPE)}"
-        data["projections"], used = _seed_projections(block, lambda: block(x), seed, "attention_block")
+        data["projections"], used = _seed_projections(block, lambda: block(x), seed, "attention_block", channels)
         out = block(x)
         data["out"] = _plain(out)
         data["stage"] = "backpropagating through AttentionBlock"
