@@ -19,7 +19,7 @@ import nbformat
 
 from . import paths, reference
 from .checks import Check, checks_for, seed_for
-from .sandbox import Limits, SandboxResult, run_notebook
+from .sandbox import LOAD_RETRY_FACTOR, Limits, SandboxResult, run_notebook
 
 MAX_MESSAGE = 600
 TRUSTED_NAME = "_w3d4_trusted_tests"
@@ -150,21 +150,32 @@ def grade_notebook(
     skipped = tuple(i for i, c in enumerate(nb.cells) if not_run_when_grading(c))
     probes = [c.probe_request(seeds[c.check_id]) for c in checks]
     notes = list(notes)
-    try:
-        run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=skipped)
-    except Exception as error:  # the kernel would not start, the sandbox broke: no data, no points
+    for attempt in range(2):  # a kernel that would not start on a busy machine gets a second chance
+        try:
+            run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=skipped)
+            break
+        except Exception as error:  # the kernel would not start, the sandbox broke: no data, no points
+            failure = f"{type(error).__name__}: {clean_message(str(error))}"
+    else:
         run = SandboxResult(isolation="unknown", seconds=0.0, timed_out=False)
-        notes.append(f"The grader could not run this notebook ({type(error).__name__}: {clean_message(str(error))}); "
-                     "please tell your instructor.")
+        notes.append(f"The grader could not run this notebook ({failure}); please tell your instructor.")
     if run.restarts:
         notes.append(f"The kernel was restarted {run.restarts} time(s) after a crash or a hang.")
+    if run.retries:
+        notes.append(
+            f"{run.retries} cell(s) ran longer than {limits.cell_timeout_s} s or stopped the kernel, and were run "
+            f"again in a fresh kernel with {LOAD_RETRY_FACTOR * limits.cell_timeout_s} s."
+        )
     if run.timed_out:
         notes.append(f"The notebook ran longer than {limits.notebook_timeout_s} s and was stopped.")
     for cell in run.cells:
         if cell.get("status") == "timeout":
-            notes.append(f"Cell {cell.get('index')} ran longer than {limits.cell_timeout_s} s and was stopped.")
+            notes.append(
+                f"Cell {cell.get('index')} ran longer than {limits.cell_timeout_s} s, and longer than "
+                f"{LOAD_RETRY_FACTOR * limits.cell_timeout_s} s on a second try, and was stopped."
+            )
         elif cell.get("status") == "died":
-            notes.append(f"Cell {cell.get('index')} crashed the kernel; it was restarted and grading went on.")
+            notes.append(f"Cell {cell.get('index')} crashed the kernel twice; it was restarted and grading went on.")
     return Verdict(
         student_id=student_id,
         notebook_sha=notebook_sha(nb),

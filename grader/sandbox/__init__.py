@@ -46,6 +46,7 @@ SANDBOX_UID = 61000  # + job slot, so that each parallel job has a process limit
 MAX_PROBE_JSON = 5_000_000
 MAX_PROBE_TENSORS = 100_000_000
 MAX_KERNEL_RESTARTS = 3
+LOAD_RETRY_FACTOR = 2  # a cell that timed out or crashed runs once more with this many times the time
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class SandboxResult:
     timed_out: bool
     cells: list[dict] = field(default_factory=list)  # {"index", "status", "seconds", "outputs"}
     probes: dict[str, dict] = field(default_factory=dict)
-    restarts: int = 0
+    restarts: int = 0  # after a crash or a hang (twice timed out) of student code
+    retries: int = 0  # cells run once more, with more time, after a first timeout or crash
 
 
 @functools.cache
@@ -267,6 +269,7 @@ class Session:
         self.client.output_budget, self.client.output_limit = {}, limits.output_chars
         self.ok_cells: list[int] = []
         self.restarts = 0
+        self.retries = 0  # cells run again after a timeout
 
     def start(self) -> None:
         # A new manager each time: nbclient drops the old one when it shuts a kernel down.
@@ -288,17 +291,22 @@ class Session:
         if self.uid is not None:
             _wait_until_gone(self.uid)
 
-    def run(self, index: int) -> str:
-        """Execute cell `index`: "ok", "error", "timeout" or "died"."""
+    def run(self, index: int, second_try: bool = False) -> str:
+        """Execute cell `index`: "ok", "error", "timeout" or "died".
+
+        A cell that times out or kills the kernel gets one more try in a fresh kernel (after the
+        cells that worked are replayed), with twice the time: on a busy machine a slow cell is not
+        a hanging one, and must not cost a point. Code that really hangs or crashes does it twice."""
         cell = self.nb.cells[index]
+        self.client.timeout = self.limits.cell_timeout_s * (LOAD_RETRY_FACTOR if second_try else 1)
         try:
             self.client.execute_cell(cell, index)
-        except CellTimeoutError:
+        except (CellTimeoutError, DeadKernelError) as stopped:
             self._restart()
-            return "timeout"
-        except DeadKernelError:
-            self._restart()
-            return "died"
+            if second_try:
+                return "timeout" if isinstance(stopped, CellTimeoutError) else "died"
+            self.retries += 1  # this restart is not the student's doing: it does not count as one
+            return self.run(index, second_try=True)
         except CellExecutionError:
             return "error"
         if any(out.get("output_type") == "error" for out in cell.outputs):
@@ -306,11 +314,16 @@ class Session:
         self.ok_cells.append(index)
         return "ok"
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether student code has used up its kernel restarts (those for second tries aside)."""
+        return self.restarts - self.retries >= MAX_KERNEL_RESTARTS
+
     def _restart(self) -> None:
         """A fresh kernel, replaying the cells that worked: one cell that kills or hangs the kernel
         must not cost the student everything before it."""
         self.stop()
-        if self.restarts >= MAX_KERNEL_RESTARTS:
+        if self.exhausted:
             raise RuntimeError("the kernel died too often")
         self.restarts += 1
         self.start()
@@ -385,7 +398,7 @@ def _run_probes(session: Session, probes: list[dict], probe_dir: Path, runner: P
         if status != "ok" and not result.exists():
             reason = {"timeout": "timed out in", "died": "crashed"}.get(status, "could not run in")
             result.write_text(json.dumps({"ok": False, "error": f"The check {reason} your notebook's kernel."}))
-        if status == "died" and session.restarts >= MAX_KERNEL_RESTARTS:
+        if status == "died" and session.exhausted:
             break
 
 
@@ -425,7 +438,7 @@ def run_notebook(
                     status = "died"
                 cells.append({"index": index, "status": status, "seconds": round(time.perf_counter() - began, 3),
                               "outputs": [o for o in map(_keep, cell.outputs) if o is not None]})
-                if status == "died" and session.restarts >= MAX_KERNEL_RESTARTS:
+                if status == "died" and session.exhausted:
                     break
             else:
                 _run_probes(session, probes, job_dir / "out" / "probes", grader_dir / "kernel_probe.py")
@@ -437,5 +450,6 @@ def run_notebook(
             timed_out=timed_out,
             cells=cells,
             probes=_load_probes(job_dir / "out"),
-            restarts=session.restarts,
+            restarts=session.restarts - session.retries,
+            retries=session.retries,
         )
