@@ -1199,7 +1199,7 @@ def _describe_layer(layer) -> list:
         and tuple(layer.stride) == (1, 1)
         and tuple(layer.dilation) == (1, 1)
         and layer.groups == 1
-        and layer.padding in ((0, 0), "valid")
+        and layer.padding in ((0, 0), "valid", "same")  # "same" pads nothing for a 1x1 kernel
     )
     shape = [int(n) for n in layer.weight.shape]
     return [type(layer).__name__, shape, isinstance(layer.bias, torch.Tensor), pointwise]
