@@ -57,6 +57,7 @@ NUMBERS_CHECKED = "; the autograder also checks its numbers with weights of its 
 SILU_MIN = -0.27846454  # the minimum of x * sigmoid(x), reached at x = -1.2785
 PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")  # how the grader's own attention values are named
 BONUS_CLASS = "ConvTranspose2dFromScratch"  # the bonus exercise's class
+ATTENTION_KINDS = ("attention_block", "attention")  # units whose channels are those of their input
 
 
 def default_device() -> str:
@@ -237,6 +238,8 @@ def _is_attention(module: nn.Module) -> bool:
 
 
 def _unit_kind(module: nn.Module) -> Optional[str]:
+    if _is_a(module, "AttentionBlock"):  # first: it may also be a SelfAttention subclass
+        return "attention_block"
     if _is_attention(module):
         return "attention"
     if isinstance(module, nn.ConvTranspose2d) or _is_a(module, "ConvTranspose2d") or _is_a(module, BONUS_CLASS):
@@ -251,11 +254,15 @@ def _unit_kind(module: nn.Module) -> Optional[str]:
 
 
 def _unit_shape(kind: str, module: nn.Module) -> tuple[int, ...]:
-    """The weight's shape; (channels,) for an attention, read from the smaller side of its matrices
-    (a fused Linear(C, 3C) has a (3C, C) weight)."""
-    if kind == "attention":
-        sides = [min(int(p.shape[0]), int(p.shape[1])) for p in module.parameters() if p.dim() >= 2]
-        return (min(sides),) if sides else ()
+    """The weight's shape; (channels,) for a norm, whatever its parameters are called or shaped;
+    (channels,) for an attention whose input was not seen, read from the smaller of the first two
+    sides of its largest matrix (a fused Linear(C, 3C) has a (3C, C) weight)."""
+    if kind in ATTENTION_KINDS:
+        matrices = sorted((p for p in module.parameters() if p.dim() >= 2), key=lambda p: -p.numel())
+        return (min(int(n) for n in matrices[0].shape[:2]),) if matrices else ()
+    if kind == "norm":
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        return (own[0].numel(),) if own else ()
     weight = getattr(module, "weight", None)
     return tuple(int(n) for n in weight.shape) if isinstance(weight, torch.Tensor) else ()
 
@@ -323,8 +330,14 @@ def _load_unit(module: nn.Module, kind: str, values: dict) -> str:
 
 def _units(model: nn.Module) -> list[nn.Module]:
     """The layers the grader sets: known kinds, and any other module that holds parameters itself.
-    The projections inside a SelfAttention belong to it."""
-    inside = {id(sub) for m in model.modules() if _is_attention(m) for sub in m.modules() if sub is not m}
+    What is inside an AttentionBlock or a SelfAttention belongs to it."""
+    inside = {
+        id(sub)
+        for m in model.modules()
+        if _unit_kind(m) in ATTENTION_KINDS
+        for sub in m.modules()
+        if sub is not m
+    }
     return [
         m
         for m in model.modules()
@@ -383,49 +396,42 @@ def _first_int(value: Any) -> int:
     return int(value[0] if isinstance(value, (tuple, list)) else value)
 
 
-def _trusted_attention(values: Optional[dict]) -> Optional[Callable]:
+def _trusted_attention(values: dict) -> Callable:
     """Multi-head attention (the lesson's 4 heads) with the grader's projections `values`. The
     student's own projections are not used: how they are laid out is the SelfAttention exercise's
     business, and test_self_attention checks it."""
-    if values is None:
-        return None
     return lambda x: _attention_reference(x, {k: (w.to(x.device), b.to(x.device)) for k, (w, b) in values.items()}, 4)
 
 
-def _trusted_norm(norm: nn.Module, groups: int) -> Callable:
-    return lambda x: F.group_norm(x, groups, norm.weight, norm.bias, float(getattr(norm, "eps", GN_DEFAULT_EPS)))
+def _trusted_norm(values: dict, groups: int, eps: float) -> Callable:
+    return lambda x: F.group_norm(x, groups, values["weight"].to(x.device), values["bias"].to(x.device), eps)
 
 
-def _trusted_attention_block(block: nn.Module, attention_values: dict) -> Optional[Callable]:
-    """x + attention(GroupNorm(1 group)(x)) from the block's own GroupNorm and the grader's values
-    for its SelfAttention (the formula that test_attention_block states), if the block holds
-    exactly one of each."""
-    parts = [m for m in block.modules() if m is not block]
-    attentions = [m for m in parts if _unit_kind(m) == "attention"]
-    norms = [m for m in parts if _unit_kind(m) == "norm"]
-    attend = _trusted_attention(attention_values.get(id(attentions[0]))) if len(attentions) == 1 else None
-    if attend is None or len(norms) != 1:
-        return None
-    normalise = _trusted_norm(norms[0], 1)
+def _trusted_attention_block(values: dict) -> Callable:
+    """x + attention(GroupNorm(1 group)(x)), the formula that test_attention_block states, with the
+    grader's values for the norm and the attention: what the block holds inside plays no part."""
+    normalise, attend = _trusted_norm(values["norm"], 1, GN_DEFAULT_EPS), _trusted_attention(values["attention"])
     return lambda x: x + attend(normalise(x))
 
 
-def _trusted_forward(module: nn.Module, embedding_size: int, attention_values: dict) -> Optional[Callable]:
+def _trusted_forward(module: nn.Module, embedding_size: int, grader_values: dict) -> Optional[Callable]:
     """A stand-in for a part that is an exercise of its own (GroupNorm, SiLU, SelfAttention,
     AttentionBlock, ConvTranspose2d, the step embedding), computed with torch built-ins from the
-    part's own parameters (the grader's values for an attention: `attention_values`, by module id).
-    The grader's weights run uses them, so a mistake in one of those exercises is not counted again
-    in every block that uses it."""
+    grader's values for it (`grader_values`, by module id) or the part's own parameters. The grader's
+    weights run uses them, so a mistake in one of those exercises is not counted again in every
+    block that uses it."""
     kind = _unit_kind(module)
-    if kind == "norm" and isinstance(getattr(module, "num_groups", None), int):
-        return _trusted_norm(module, module.num_groups)
-    if kind == "attention":
-        return _trusted_attention(attention_values.get(id(module)))
+    values = grader_values.get(id(module))
+    if kind == "norm" and values is not None and isinstance(getattr(module, "num_groups", None), int):
+        eps = getattr(module, "eps", GN_DEFAULT_EPS)
+        return _trusted_norm(values, module.num_groups, float(eps) if isinstance(eps, (int, float)) else GN_DEFAULT_EPS)
+    if kind == "attention" and values is not None:
+        return _trusted_attention(values)
+    if kind == "attention_block" and values is not None:
+        return _trusted_attention_block(values)
     if kind == "conv_transpose" and isinstance(getattr(module, "bias", None), torch.Tensor):
         stride, padding = (_first_int(getattr(module, key, default)) for key, default in (("stride", 2), ("padding", 1)))
         return lambda x: F.conv_transpose2d(x, module.weight, module.bias, stride=stride, padding=padding)
-    if _is_a(module, "AttentionBlock"):
-        return _trusted_attention_block(module, attention_values)
     if isinstance(module, nn.SiLU) or _is_a(module, "SiLU"):
         return F.silu
     if _is_a(module, "SinusoidalPositionEmbeddings") and embedding_size:
@@ -435,15 +441,20 @@ def _trusted_forward(module: nn.Module, embedding_size: int, attention_values: d
 
 
 @contextlib.contextmanager
-def _trusted_parts(model: nn.Module, embedding_size: int = 0, attention_values: Optional[dict] = None) -> Iterator[None]:
-    """Swap in `_trusted_forward` for every part that has one, for the duration of the block."""
+def _trusted_parts(model: nn.Module, embedding_size: int = 0, grader_values: Optional[dict] = None) -> Iterator[None]:
+    """Swap in `_trusted_forward` for every part that has one, and F.silu for a `swish` function that
+    the blocks call directly, for the duration of the block."""
     swapped = []
+    namespaces = {id(g): g for m in model.modules() if isinstance(g := getattr(type(m).forward, "__globals__", None), dict)}
+    own_swish = {key: g["swish"] for key, g in namespaces.items() if callable(g.get("swish")) and g["swish"] is not F.silu}
     try:
         for module in model.modules():
-            forward = _trusted_forward(module, embedding_size, attention_values or {})
+            forward = _trusted_forward(module, embedding_size, grader_values or {})
             if forward is not None:
                 swapped.append((module, module.__dict__.get("forward")))
                 module.forward = forward
+        for key in own_swish:
+            namespaces[key]["swish"] = F.silu
         yield
     finally:
         for module, own in swapped:
@@ -451,37 +462,46 @@ def _trusted_parts(model: nn.Module, embedding_size: int = 0, attention_values: 
                 del module.forward
             else:
                 module.forward = own
+        for key, swish in own_swish.items():
+            namespaces[key]["swish"] = swish
 
 
 def _load_grader_weights(
-    order: list[nn.Module], seed: int, tag: str, attention_channels: dict
+    order: list[nn.Module], seed: int, tag: str, input_channels: dict
 ) -> tuple[list[str], list[str], dict]:
     """Give the n-th layer of each kind and shape its seeded values; returns (layer keys, problems,
-    {id of each attention: its values}), the attentions' values being used by their stand-ins.
-    `attention_channels`: id of an attention -> the channels of its input, where seen."""
+    {id of a module: its values}) for the stand-ins of `_trusted_forward`. An AttentionBlock takes
+    the values of a GroupNorm and then of an attention, as the lesson's wiring uses them.
+    `input_channels`: id of an attention or attention block -> the channels of its input, where seen."""
     counts: dict[str, int] = {}
-    keys, problems, attention_values = [], [], {}
+    keys, problems, grader_values = [], [], {}
+
+    def take(kind: str, shape: tuple[int, ...]) -> dict:
+        key = unit_key(kind, shape)
+        keys.append(key)
+        counts[key] = counts.get(key, 0) + 1
+        return unit_values(seed, tag, kind, shape, counts[key] - 1)
+
     for module in order:
         kind = _unit_kind(module)
         if kind is None:
             keys.append(f"other {type(module).__name__}")
             problems.append(f"{type(module).__name__} holds parameters but is not a layer the grader knows")
             continue
-        seen = attention_channels.get(id(module))
-        shape = (seen,) if kind == "attention" and seen else _unit_shape(kind, module)
-        key = unit_key(kind, shape)
-        keys.append(key)
+        seen = input_channels.get(id(module))
+        shape = (seen,) if kind in ATTENTION_KINDS and seen else _unit_shape(kind, module)
         if not shape:
+            keys.append(unit_key(kind, shape))
             problems.append(f"{type(module).__name__} has no weight")
-            continue
-        values = unit_values(seed, tag, kind, shape, counts.get(key, 0))
-        counts[key] = counts.get(key, 0) + 1
-        if kind == "attention":
-            attention_values[id(module)] = values
-        problem = _load_unit(module, kind, values)
-        if problem:
-            problems.append(problem)
-    return keys, problems, attention_values
+        elif kind == "attention_block":
+            grader_values[id(module)] = {"norm": take("norm", shape), "attention": take("attention", shape)}
+        else:
+            values = grader_values[id(module)] = take(kind, shape)
+            problem = _load_unit(module, kind, values)
+            # a GroupNorm that keeps its parameters under other names is fine when its stand-in can run
+            if problem and not (kind == "norm" and isinstance(getattr(module, "num_groups", None), int)):
+                problems.append(problem)
+    return keys, problems, grader_values
 
 
 def _probe_grader_weights(
@@ -502,7 +522,7 @@ def _probe_grader_weights(
             channels.setdefault(id(module), int(images[0].shape[1]))
 
     hooks = [
-        m.register_forward_pre_hook(note_channels, with_kwargs=True) for m in units if _unit_kind(m) == "attention"
+        m.register_forward_pre_hook(note_channels, with_kwargs=True) for m in units if _unit_kind(m) in ATTENTION_KINDS
     ]
     try:
         with torch.no_grad(), _FirstUse(units) as first_use:
@@ -511,7 +531,7 @@ def _probe_grader_weights(
         for hook in hooks:
             hook.remove()
     order = first_use.order
-    keys, problems, attention_values = _load_grader_weights(order, seed, tag, channels)
+    keys, problems, grader_values = _load_grader_weights(order, seed, tag, channels)
     data[prefix + "weights_units"] = keys
     data[prefix + "weights_problems"] = problems
     used = {id(module) for module in order}
@@ -521,7 +541,7 @@ def _probe_grader_weights(
     target = next((module for module, key in zip(order, keys) if key == capture), None)
     # the step embedding has the size of the step MLP's first Linear: max_steps
     embedding_size = target.weight.shape[1] if target is not None and capture.startswith("linear") else 0
-    with torch.no_grad(), _trusted_parts(model, embedding_size, attention_values), _FirstUse(
+    with torch.no_grad(), _trusted_parts(model, embedding_size, grader_values), _FirstUse(
         [], capture=None if target is None else target.weight
     ) as run:
         out = forward()
@@ -1709,7 +1729,8 @@ def judge_attention_block(data: dict, seed: int = SEED) -> str:
         cause = (
             _first_match_in_any(out, readings, lambda weights: _attention_block_mistakes(x, weights))
             or _other_head_counts(out, x, projections["layers"], seed)
-            or "Follow the diagram: x + attention(groupnorm_1_group(x)). If test_self_attention fails, fix that first."
+            or "Follow the diagram: x + attention(groupnorm_1_group(x)). The block runs your GroupNorm and "
+            "SelfAttention: if test_groupnorm or test_self_attention fails, fix that first."
         )
         raise AssertionError(
             f"{subject} differs from x + attention(norm(x)) by up to {_max_error(out, expected):.3g}. {cause}"
