@@ -29,14 +29,7 @@ CALLS = [(name, kwargs) for name, kwargs in w3d4_test.NOTEBOOK_CALLS if name != 
 NOT_IN_CORPUS = {"plot_embeddings", "plot_silu", "conv_transpose2d"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: with two intra-op threads on a busy machine, OpenMP's waiting costs
-    up to a hundred times the work (measured: 20 s instead of 0.15 s per variant and seed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _label(name: str, kwargs: dict) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import types
 
 import pytest
-import torch
 
 import w3d4_test
 from correct import styles
@@ -17,13 +16,7 @@ SEEDS = (0, 2**31 - 1)
 COMPOSITE = ("residual_block", "downblock", "upblock", "midblock", "unet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only waits on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def module_for(name: str, replacements: dict[str, str]) -> types.ModuleType:
