@@ -41,8 +41,6 @@ VARIANTS: tuple[str, ...] = (
     "functional_layers",
     "timm_style_tanh_swish",
     "mixed_linear_conv",
-    "torch_multihead",
-    "raw_parameters_per_head",
 )
 
 # The answer cells of the lesson (solutions/w3d4_part2_unet_solution.py) and the names each holds.
