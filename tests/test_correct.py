@@ -21,44 +21,14 @@ from torch import nn
 
 import correct
 import w3d4_test
-from grader import paths, reference
+from grader import paths
 
 SEEDS = (0, 1, 7, 123456789, 2**31 - 1)
-CALLS = [(name, kwargs) for name, kwargs in w3d4_test.NOTEBOOK_CALLS if name != "conv_transpose2d"]  # no bonus
 # The answer cells of the lesson that are not part of the corpus.
 NOT_IN_CORPUS = {"plot_embeddings", "plot_silu", "conv_transpose2d"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _label(name: str, kwargs: dict) -> str:
-    arguments = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    return f"test_{name}({arguments})"
-
-
-def visible_and_numeric(module, name: str, kwargs: dict, seed: int) -> None:
-    """What the autograder decides for one check: the visible test (run_test is exactly this probe
-    and judge) and, for the composite blocks, the numeric check on the same probe data."""
-    subjects = [getattr(module, subject) for subject in w3d4_test.SUBJECTS[name]]
-    if name not in reference.CHECKED:
-        w3d4_test.run_test(name, *subjects, seed=seed, **kwargs)
-        return
-    probe, judge = w3d4_test.TESTS[name]
-    data = probe(*subjects, seed=seed, **kwargs)
-    judge(data, seed=seed, **kwargs)
-    reference.check_weights(w3d4_test, name, data, seed, **kwargs)
-
-
-def failures_of(module, seed: int) -> list[str]:
-    """Every call of the notebook on this module, all run; one line per failed call."""
-    failed = []
-    for name, kwargs in CALLS:
-        try:
-            visible_and_numeric(module, name, kwargs, seed)
-        except AssertionError as error:
-            failed.append(f"{_label(name, kwargs)}: {error}")
-    return failed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,8 +108,8 @@ def test_answer_cells_hold_the_whole_variant(name):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("variant", correct.VARIANTS)
 def test_variant_passes_every_visible_test(variant, seed):
-    failed = failures_of(correct.load(variant), seed)
-    assert not failed, f"{variant} (seed {seed}) fails {len(failed)} of {len(CALLS)} checks:\n" + "\n".join(failed)
+    failed = correct.failures(correct.load(variant), seed)
+    assert not failed, f"{variant} (seed {seed}) fails {len(failed)} of {len(correct.CALLS)} checks:\n" + "\n".join(failed)
 
 
 @pytest.mark.parametrize("variant", correct.VARIANTS)
@@ -153,7 +123,7 @@ def test_variant_passes_as_notebook_cells(variant):
             exec(compile(cell.source, f"<{variant} cell {index}>", "exec"), namespace)
     module = type(sys)("student_notebook")
     module.__dict__.update(namespace)
-    failed = failures_of(module, w3d4_test.SEED)
+    failed = correct.failures(module, w3d4_test.SEED)
     assert not failed, f"{variant} as notebook cells fails:\n" + "\n".join(failed)
 
 

@@ -7,6 +7,7 @@ module says `ConvTranspose2d = nn.ConvTranspose2d`, as a read-only cell of the n
 its UpBlock uses that name or `nn.ConvTranspose2d`. Its docstring says how it differs.
 
     load(name)          the module, imported fresh
+    failures(module, seed)  what the autograder would fail in a module, one line per check
     answer_cells(name)  grade_id -> what a student would type in that answer cell
     notebook(name)      the student release notebook with those answer cells filled in
 """
@@ -20,6 +21,9 @@ import types
 from pathlib import Path
 
 import nbformat
+
+import w3d4_test
+from grader import reference
 
 HERE = Path(__file__).resolve().parent
 
@@ -148,4 +152,27 @@ def all_notebooks() -> dict[str, nbformat.NotebookNode]:
     return {name: notebook(name, release) for name in VARIANTS}
 
 
-__all__ = ["VARIANTS", "CELLS", "load", "answer_cells", "notebook", "all_notebooks", "path"]
+# Every main check of the notebook (the bonus is not part of the corpus).
+CALLS = [(name, kwargs) for name, kwargs in w3d4_test.NOTEBOOK_CALLS if name != "conv_transpose2d"]
+
+
+def failures(module: types.ModuleType, seed: int, only: tuple[str, ...] = ()) -> list[str]:
+    """What the autograder decides for each check on `module` (the visible judge and, for the
+    composite blocks, the numeric check on the same probe data), all run; one line per failure.
+    `only`: test names to restrict to."""
+    failed = []
+    for name, kwargs in CALLS:
+        if only and name not in only:
+            continue
+        probe, judge = w3d4_test.TESTS[name]
+        data = probe(*[getattr(module, s) for s in w3d4_test.SUBJECTS[name]], seed=seed, **kwargs)
+        try:
+            judge(data, seed=seed, **kwargs)
+            if name in reference.CHECKED:
+                reference.check_weights(w3d4_test, name, data, seed, **kwargs)
+        except AssertionError as error:
+            failed.append(f"{name}{kwargs or ''}: {error}")
+    return failed
+
+
+__all__ = ["VARIANTS", "CELLS", "CALLS", "failures", "load", "answer_cells", "notebook", "all_notebooks", "path"]
