@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from grader import paths  # noqa: E402
-from grader.build import tool_env  # noqa: E402
-from grader.sandbox import isolation_available  # noqa: E402
+from grader.course.commands import tool_env  # noqa: E402
+from grader.grading.sandbox import isolation_available  # noqa: E402
 
 HONEST = ["ada_complete", "ben_untouched", "cleo_first_half", "dev_classic_mistakes"]
 STOCK_CONFIG = 'c = get_config()\nc.CourseDirectory.course_id = "stock"\nc.CourseDirectory.root = {root!r}\n'

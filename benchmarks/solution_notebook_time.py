@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from grader import paths  # noqa: E402
-from grader.execute import execute_notebook  # noqa: E402
+from grader.lesson.execute import execute_notebook  # noqa: E402
 
 GOAL_S = 60.0
 

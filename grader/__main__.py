@@ -10,7 +10,8 @@ from . import paths
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .build import BuildError, build, stale_files
+    from .lesson.build import BuildError
+    from .lesson.generated import build, stale_files
 
     try:
         if args.check:
@@ -34,7 +35,7 @@ def cmd_run_solution(args: argparse.Namespace) -> int:
     import nbformat
     from nbclient.exceptions import CellExecutionError
 
-    from .execute import execute_notebook
+    from .lesson.execute import execute_notebook
 
     notebook = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
     if not notebook.is_file():
@@ -55,10 +56,10 @@ def cmd_run_solution(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from .course import NbgraderError
-    from .grade import grade
-    from .sandbox import Limits, isolation_available
-    from .submissions import SubmissionError
+    from .course.commands import NbgraderError
+    from .course.grade import grade
+    from .grading.sandbox import Limits, isolation_available
+    from .grading.submissions import SubmissionError
 
     if not isolation_available():
         print("WARNING: bubblewrap namespaces are not available here; grading in the WEAKER fallback mode "

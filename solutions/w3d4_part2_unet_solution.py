@@ -324,7 +324,7 @@ if MAIN:
 # embedding today, so choose whichever order you like.
 # </details>
 
-# %% nbgrader={"grade_id": "sinusoidal"}
+# %% nbgrader={"grade_id": "sinusoidal_embeddings"}
 class SinusoidalPositionEmbeddings(nn.Module):
     def __init__(self, embedding_size: int):
         super().__init__()
@@ -347,7 +347,7 @@ class SinusoidalPositionEmbeddings(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade_id": "test_sinusoidal", "points": 1}
+# %% nbgrader={"grade_id": "test_sinusoidal_embeddings", "points": 1}
 if MAIN:
     w3d4_test.test_sinusoidal_embeddings(SinusoidalPositionEmbeddings)
 
@@ -671,10 +671,10 @@ class DownBlock(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade_id": "test_downblock", "points": 2}
+# %% nbgrader={"grade_id": "test_down_block", "points": 2}
 if MAIN:
-    w3d4_test.test_downblock(DownBlock, downsample=True)
-    w3d4_test.test_downblock(DownBlock, downsample=False)
+    w3d4_test.test_down_block(DownBlock, downsample=True)
+    w3d4_test.test_down_block(DownBlock, downsample=False)
 
 # %% [markdown]
 # ### The up block
@@ -717,10 +717,10 @@ class UpBlock(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade_id": "test_upblock", "points": 2}
+# %% nbgrader={"grade_id": "test_up_block", "points": 2}
 if MAIN:
-    w3d4_test.test_upblock(UpBlock, upsample=True)
-    w3d4_test.test_upblock(UpBlock, upsample=False)
+    w3d4_test.test_up_block(UpBlock, upsample=True)
+    w3d4_test.test_up_block(UpBlock, upsample=False)
 
 # %% [markdown]
 # ### The mid block
@@ -748,9 +748,9 @@ class MidBlock(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade_id": "test_midblock", "points": 1}
+# %% nbgrader={"grade_id": "test_mid_block", "points": 1}
 if MAIN:
-    w3d4_test.test_midblock(MidBlock)
+    w3d4_test.test_mid_block(MidBlock)
 
 # %% [markdown]
 # ### The whole network
@@ -1008,4 +1008,4 @@ if MAIN:
 USE_MY_CONV_TRANSPOSE = False
 if MAIN and USE_MY_CONV_TRANSPOSE:
     ConvTranspose2d = ConvTranspose2dFromScratch
-    w3d4_test.test_upblock(UpBlock, upsample=True)
+    w3d4_test.test_up_block(UpBlock, upsample=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from figures.diagrams import CHROMIUM, CHROMIUM_ARGS
-from grader.build import IMAGE_REF
+from grader.lesson.build import IMAGE_REF
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "out" / "screenshots"

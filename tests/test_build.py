@@ -8,7 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import build, paths
+from grader import paths
+from grader.lesson import build, generated
 
 RELEASE_NOTEBOOK = paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
 SOURCE_NOTEBOOK = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
@@ -55,7 +56,7 @@ def release_text() -> str:
 
 def test_generated_files_are_fresh():
     """Rebuilding from the committed source reproduces every generated file byte for byte."""
-    assert build.stale_files() == [], "generated files are stale: run `python -m grader build` and commit"
+    assert generated.stale_files() == [], "generated files are stale: run `python -m grader build` and commit"
 
 
 def test_no_solution_line_leaks_into_the_release():
@@ -92,8 +93,8 @@ def test_nbgrader_metadata_is_complete():
     assert len(ids) == len(set(ids)), "grade_ids must be unique"
     graded = [m for m in metas if m["grade"]]
     assert {m["grade_id"] for m in graded} >= {
-        "test_groupnorm", "test_sinusoidal", "test_swish", "test_self_attention", "test_attention_block",
-        "test_residual_block", "test_downblock", "test_upblock", "test_midblock", "test_unet",
+        "test_groupnorm", "test_sinusoidal_embeddings", "test_swish", "test_self_attention", "test_attention_block",
+        "test_residual_block", "test_down_block", "test_up_block", "test_mid_block", "test_unet",
     }
     assert all(m["locked"] and m["points"] > 0 and not m["solution"] for m in graded)
     assert all(not m["locked"] for m in metas if m["solution"])
@@ -104,7 +105,7 @@ def test_nbgrader_metadata_is_complete():
 
 def test_generated_python_files_name_their_source():
     for folder in (paths.SOURCE_DIR, paths.RELEASE_DIR):
-        for path in (paths.REPO / folder).glob("*.py"):
+        for path in (paths.REPO / folder).rglob("*.py"):
             assert path.read_text(encoding="utf-8").startswith("# Generated from "), path
 
 
@@ -126,6 +127,26 @@ def test_bad_sources_get_a_clear_error(tmp_path: Path, cell: str, message: str):
         build.source_notebook(source)
 
 
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('"grade_id": "test_groupnorm", "points": 2', '"grade_id": "test_groupnorm", "points": 3',
+         r"'test_groupnorm' gives 3 points, the checks' registry 2"),
+        ('"grade_id": "test_mid_block"', '"grade_id": "test_midblock"', "needs cells 'mid_block' and 'test_mid_block'"),
+        ('"grade_id": "test_swish", "points": 1', '"grade_id": "test_swish", "points": 1}\nx = 1\n\n'
+         '# %% nbgrader={"grade_id": "test_extra", "points": 1', r"\['test_extra'\] have no exercise"),
+    ],
+)
+def test_lesson_and_checks_registry_must_agree(tmp_path: Path, old: str, new: str, message: str):
+    """One registry: the lesson's exercises and points are those of checks/w3d4_checks/exercises.py."""
+    text = paths.LESSON_SOURCE.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    source = tmp_path / "lesson.py"
+    source.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(build.BuildError, match=message):
+        build.source_notebook(source)
+
+
 def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypatch):
     with pytest.raises(build.BuildError, match="lesson source not found"):
         build.source_notebook(tmp_path / "nope.py")
@@ -136,15 +157,15 @@ def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypa
 
 def test_rebuild_keeps_a_copy_of_hand_edited_files(tmp_path: Path):
     """A student who worked inside notebooks/w3d4_part2/ and rebuilt loses nothing."""
-    build.build(root=tmp_path)
+    generated.build(root=tmp_path)
     notebook = tmp_path / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
     edited = notebook.read_text(encoding="utf-8").replace("# YOUR CODE HERE", "# my own work", 1)
     notebook.write_text(edited, encoding="utf-8")
-    backups = build.build(root=tmp_path)
+    backups = generated.build(root=tmp_path)
     assert len(backups) == 1 and backups[0].endswith(f"{paths.RELEASE_DIR.as_posix()}/{paths.NOTEBOOK_NAME}")
     assert (tmp_path / backups[0]).read_text(encoding="utf-8") == edited
     assert "# my own work" not in notebook.read_text(encoding="utf-8")
-    assert build.build(root=tmp_path) == [], "an unedited tree needs no backup"
+    assert generated.build(root=tmp_path) == [], "an unedited tree needs no backup"
 
 
 def test_generated_notebooks_are_valid_nbformat():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import correct
-import w3d4_test
+from w3d4_checks import SEED
 from grader import paths
 
 SEEDS = (0, 1, 7, 123456789, 2**31 - 1)
@@ -123,7 +123,7 @@ def test_variant_passes_as_notebook_cells(variant):
             exec(compile(cell.source, f"<{variant} cell {index}>", "exec"), namespace)
     module = type(sys)("student_notebook")
     module.__dict__.update(namespace)
-    failed = correct.failures(module, w3d4_test.SEED)
+    failed = correct.failures(module, SEED)
     assert not failed, f"{variant} as notebook cells fails:\n" + "\n".join(failed)
 
 
@@ -201,7 +201,7 @@ def test_equivalence_of_variants():
 
 
 def _grade(submissions: Path, out: Path) -> subprocess.CompletedProcess:
-    from grader.build import tool_env
+    from grader.course.commands import tool_env
 
     return subprocess.run(
         [sys.executable, "-m", "grader", "grade", str(submissions), "--out", str(out), "--jobs", "2"],

@@ -13,7 +13,7 @@ from correct import styles
 from grader import paths
 
 SEEDS = (0, 2**31 - 1)
-COMPOSITE = ("residual_block", "downblock", "upblock", "midblock", "unet")
+COMPOSITE = ("residual_block", "down_block", "up_block", "mid_block", "unet")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

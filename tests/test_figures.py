@@ -24,7 +24,7 @@ from matplotlib.text import Text
 import figures
 from figures import architecture, diagrams, groupnorm, style, trans_conv
 from grader import paths
-from grader.build import IMAGE_REF, source_notebook
+from grader.lesson.build import IMAGE_REF, source_notebook
 
 SVG = "{http://www.w3.org/2000/svg}"
 NO_DIAGRAMS = diagrams.unavailable()

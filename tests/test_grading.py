@@ -19,26 +19,27 @@ import nbformat
 import pytest
 
 from grader import paths
-from grader.build import tool_env
-from grader.checks import checks_for, seed_for
-from grader.course import Workspace
-from grader.grade import NOTEBOOK_ID
-from grader.nbgrader_plugin import course_secret, verdict_path
-from grader.verdicts import SKIP_TAG, Verdict
+from grader.course.commands import tool_env
+from grader.grading.plan import checks_for, seed_for
+from grader.course.workspace import Workspace
+from grader.course.grade import NOTEBOOK_ID
+from grader.grading.plan import course_secret
+from grader.grading.verdicts import verdict_path
+from grader.grading.verdicts import SKIP_TAG, Verdict
 
-TESTS = ["test_groupnorm", "test_sinusoidal", "test_swish", "test_self_attention", "test_attention_block",
-         "test_residual_block", "test_downblock", "test_upblock", "test_midblock", "test_unet"]
+TESTS = ["test_groupnorm", "test_sinusoidal_embeddings", "test_swish", "test_self_attention", "test_attention_block",
+         "test_residual_block", "test_down_block", "test_up_block", "test_mid_block", "test_unet"]
 FULL = dict(zip(TESTS, [2, 1, 1, 2, 1, 2, 2, 2, 1, 2]))
 NOTHING = dict.fromkeys(TESTS, 0)
 EXPECTED = {
     "ada_complete": FULL,
     "hana_skips_bonus": FULL,
     "ben_untouched": NOTHING,
-    "cleo_first_half": {**NOTHING, "test_groupnorm": 2, "test_sinusoidal": 1, "test_swish": 1, "test_self_attention": 2},
+    "cleo_first_half": {**NOTHING, "test_groupnorm": 2, "test_sinusoidal_embeddings": 1, "test_swish": 1, "test_self_attention": 2},
     # Unbiased variance, softmax over the queries, mid block in the wrong order; the attention
     # block inherits the broken attention, and the Unet's numbers are wrong with that mid block.
     "dev_classic_mistakes": {**FULL, "test_groupnorm": 0, "test_self_attention": 0, "test_attention_block": 0,
-                             "test_midblock": 0, "test_unet": 0},
+                             "test_mid_block": 0, "test_unet": 0},
     "eve_always_equal": NOTHING,
     # Blanking every later cell also blanks the grader's probes: no data is no points.
     "finn_blanks_cells": NOTHING,
@@ -48,8 +49,8 @@ DIAGNOSTICS = {
     ("ben_untouched", "test_unet"): "Unet is not implemented yet",
     ("dev_classic_mistakes", "test_groupnorm"): "unbiased variance",
     ("dev_classic_mistakes", "test_self_attention"): "sum to 1 over the keys",
-    ("dev_classic_mistakes", "test_midblock"): "residual block -> attention block -> residual block",
-    ("dev_classic_mistakes", "test_unet"): "This check runs your MidBlock, which fails test_midblock: fix that first.",
+    ("dev_classic_mistakes", "test_mid_block"): "residual block -> attention block -> residual block",
+    ("dev_classic_mistakes", "test_unet"): "This check runs your MidBlock, which fails test_mid_block: fix that first.",
     ("eve_always_equal", "test_groupnorm"): "GroupNorm",
 }
 

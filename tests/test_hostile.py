@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.course import Workspace
-from grader.grade import NOTEBOOK_ID, grade
-from grader.nbgrader_plugin import verdict_path
-from grader.sandbox import Limits, isolation_available
-from grader.verdicts import Verdict
+from grader.course.workspace import Workspace
+from grader.course.grade import NOTEBOOK_ID, grade
+from grader.grading.verdicts import verdict_path
+from grader.grading.sandbox import Limits, isolation_available
+from grader.grading.verdicts import Verdict
 from hostile.corpus import CORPUS, Context, by_student, write_class_zip
 from hostile.observe import Listener, host_ip, sandbox_processes
 
@@ -53,7 +53,7 @@ def tree_digest(root: Path, skip: set[str] = frozenset()) -> dict[str, str]:
     return digests
 
 
-REPO_PARTS = ["solutions", "notebooks", paths.SOURCE_DIR.as_posix(), "grader/w3d4_test.py"]
+REPO_PARTS = ["solutions", "notebooks", paths.SOURCE_DIR.as_posix(), "checks"]
 
 
 def repo_digest() -> dict[str, str]:

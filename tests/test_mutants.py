@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 
 import w3d4_test
+from w3d4_checks import EXERCISES, SEED
+from checking import CALLS
 from mutants import namespace, stub_namespace
 from mutants.corpus import MUTANTS
 
-SEEDS = (w3d4_test.SEED, 7)  # the notebook's seed and another, as a grader would pick
+SEEDS = (SEED, 7)  # the notebook's seed and another, as a grader would pick
 
 
-def run(module, test: str, seed: int = w3d4_test.SEED, **kwargs) -> None:
-    subjects = [getattr(module, name) for name in w3d4_test.SUBJECTS[test]]
+def run(module, test: str, seed: int = SEED, **kwargs) -> None:
+    subjects = [getattr(module, name) for name in EXERCISES[test].subjects]
     getattr(w3d4_test, f"test_{test}")(*subjects, seed=seed, **kwargs)
 
 
@@ -31,9 +33,9 @@ def test_mutant_fails_with_its_diagnosis(mutant, seed):
     assert mutant.message in str(failure.value), f"{mutant.name} failed with another diagnosis:\n{failure.value}"
 
 
-@pytest.mark.parametrize("name, kwargs", w3d4_test.NOTEBOOK_CALLS, ids=lambda v: str(v))
+@pytest.mark.parametrize("name, kwargs", CALLS, ids=lambda v: str(v))
 def test_every_stub_is_not_implemented_yet(name, kwargs):
-    with pytest.raises(AssertionError, match=f"{w3d4_test.SUBJECTS[name][0]} is not implemented yet"):
+    with pytest.raises(AssertionError, match=f"{EXERCISES[name].subjects[0]} is not implemented yet"):
         run(stub_namespace(), name, **kwargs)
 
 
@@ -54,7 +56,7 @@ FORWARD_STUBS = [
 @pytest.mark.parametrize("subject", FORWARD_STUBS)
 def test_a_stubbed_forward_is_not_implemented_yet(subject):
     """The constructor is written but forward is still the stub."""
-    name, kwargs = next((n, k) for n, k in w3d4_test.NOTEBOOK_CALLS if w3d4_test.SUBJECTS[n][0] == subject)
+    name, kwargs = next((n, k) for n, k in CALLS if EXERCISES[n].subjects[0] == subject)
     with pytest.raises(AssertionError, match=f"{subject} is not implemented yet"):
         run(stub_namespace({f"{subject}.forward"}), name, **kwargs)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from grader import paths
-from grader.build import tool_env
-from grader.course import Workspace
+from grader.course.commands import tool_env
+from grader.course.workspace import Workspace
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ import nbformat
 import pytest
 
 from grader import paths
-from grader.execute import execute_notebook
-from grader.verdicts import SKIP_TAG
+from grader.lesson.execute import execute_notebook
+from grader.grading.verdicts import SKIP_TAG
 
 
 def graded_cells(nb: nbformat.NotebookNode) -> list:
@@ -92,5 +92,7 @@ def test_release_fails_every_graded_cell_as_not_implemented(release_run):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         grade_id = cell.metadata["nbgrader"]["grade_id"]
         assert errors, f"{grade_id} passed on an untouched stub"
-        assert errors[0].ename == "AssertionError", f"{grade_id}: {errors[0].ename}: {errors[0].evalue}"
+        assert errors[0].ename == "TestFailed", f"{grade_id}: {errors[0].ename}: {errors[0].evalue}"
         assert "not implemented" in errors[0].evalue, f"{grade_id}: {errors[0].evalue}"
+        # the diagnosis comes first and alone: no traceback through the checks
+        assert errors[0].traceback == [f"FAIL {errors[0].evalue}"], errors[0].traceback

@@ -1,4 +1,4 @@
-"""Properties of the sandbox (grader.sandbox.run_notebook), checked on tiny notebooks.
+"""Properties of the sandbox (grader.grading.sandbox.run_notebook), checked on tiny notebooks.
 
 Each test runs a real kernel: what it can see, reach and use; what happens when a cell hangs,
 crashes, floods or leaves processes behind; and how probe results come back (never pickle).
@@ -17,10 +17,10 @@ import nbformat
 import pytest
 import torch
 
-import grader.sandbox as sandbox
+import grader.grading.sandbox as sandbox
 from grader import paths
-from grader.checks import Check
-from grader.sandbox import SANDBOX_UID, WEAK, Limits, run_notebook
+from grader.grading.plan import Check
+from grader.grading.sandbox import SANDBOX_UID, WEAK, Limits, run_notebook
 from hostile.corpus import SWISH_HANGS, answers, release
 from hostile.observe import Listener, host_ip, sandbox_processes
 
@@ -88,8 +88,10 @@ print(json.dumps({{"found": found, "env": dict(os.environ), "writable": writable
     assert not seen["writable"][sys.prefix] and not seen["writable"]["/usr"]
     if os.geteuid() == 0:
         assert not any(seen["writable"].values()), seen["writable"]
-    # The probe runner and the pristine tests module are visible (they must be), read-only below.
-    assert {Path(p).name for p in seen["grader_files"]} == {"kernel_probe.py", "limits.py", paths.TESTS_MODULE.name}
+    # The probe runner, the weights run and the pristine checks library are visible (they must be),
+    # read-only below.
+    expected = {"kernel_probe.py", "limits.py", "trusted.py", "weights_run.py", paths.CHECKS_PACKAGE.name}
+    assert {Path(p).name for p in seen["grader_files"]} == expected
     if os.geteuid() == 0:
         assert seen["uid"] == SANDBOX_UID, "a root grader runs the kernel as an unprivileged user of its own"
 
@@ -99,7 +101,10 @@ def test_the_grader_folder_is_read_only_and_tmp_is_bounded(tmp_path):
     result = run(tmp_path, """
 import glob, json, os
 refused = []
-for path in glob.glob("/tmp/*/grader/*"):
+# every file, and a new file in every folder, of the grader folder
+targets = [p for p in glob.glob("/tmp/*/grader/**", recursive=True) if os.path.isfile(p)]
+targets += [os.path.join(p, "new.py") for p in glob.glob("/tmp/*/grader/**/", recursive=True)]
+for path in targets:
     try:
         with open(path, "a") as f:
             f.write("tampered")
@@ -113,10 +118,11 @@ try:
         written += 1
 except OSError as error:
     stopped = str(error)
-print(json.dumps({"refused": len(refused), "total": len(glob.glob("/tmp/*/grader/*")), "written_mb": written}))
+print(json.dumps({"refused": len(refused), "total": len(targets), "written_mb": written}))
 """, limits=replace(LIMITS, **{"file_bytes": 8 * 2**20}))
     seen = facts(result)
-    assert seen["refused"] == seen["total"] == 3
+    modules = len(list(paths.CHECKS_PACKAGE.glob("*.py")))
+    assert seen["refused"] == seen["total"] == 4 + modules + 2  # 4 files, the library, 2 folders
     assert seen["written_mb"] < 40, "the in-memory /tmp is bounded by Limits.tmp_bytes (32 MiB here)"
 
 
@@ -345,9 +351,9 @@ def test_probe_files_that_are_not_plain_data_are_refused(tmp_path, monkeypatch):
 
 def test_a_hanging_check_costs_only_itself(tmp_path):
     probes = [Check("swish-1", "test_swish", "swish", ("swish", "SiLU")).probe_request(seed=7),
-              Check("sin-1", "test_sinusoidal", "sinusoidal_embeddings", ("SinusoidalPositionEmbeddings",))
+              Check("sin-1", "test_sinusoidal_embeddings", "sinusoidal_embeddings", ("SinusoidalPositionEmbeddings",))
               .probe_request(seed=7)]
-    result = run(tmp_path, _imports(), SWISH_HANGS, answers()["sinusoidal"], probes=probes,
+    result = run(tmp_path, _imports(), SWISH_HANGS, answers()["sinusoidal_embeddings"], probes=probes,
                  limits=replace(LIMITS, **{"cell_timeout_s": 10}))
     assert result.probes["swish-1"] == {"ok": False, "error": "The check timed out in your notebook's kernel."}
     assert result.probes["sin-1"]["ok"], result.probes["sin-1"]

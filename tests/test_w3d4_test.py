@@ -14,29 +14,18 @@ import pytest
 import torch
 
 import alt_impl
-import w3d4_part2_unet_solution as reference
+import w3d4_checks
+import w3d4_part2_unet_solution as solution
 import w3d4_test
-from grader.samples import UNBIASED_VARIANCE
+from checking import CALLS, judge, probe, subjects
+from grader.lesson.samples import UNBIASED_VARIANCE
 from mutants import namespace, stub_namespace
 
-CALLS = w3d4_test.NOTEBOOK_CALLS
 CALL_IDS = [f"{name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})" for name, kwargs in CALLS]
-IMPLEMENTATIONS = {"reference": reference, "alternative": alt_impl}
+IMPLEMENTATIONS = {"solution": solution, "alternative": alt_impl}
 # Tests whose judge recomputes the exact output from regenerated inputs and parameters.
 NUMERIC = ["groupnorm", "sinusoidal_embeddings", "swish", "self_attention", "attention_block", "conv_transpose2d"]
 PLAIN_TYPES = (str, int, float, bool, type(None))
-
-
-def subjects(module, name: str) -> list:
-    return [getattr(module, subject) for subject in w3d4_test.SUBJECTS[name]]
-
-
-def probe(module, name: str, kwargs: dict, seed: int = w3d4_test.SEED, device=None) -> dict:
-    return w3d4_test.TESTS[name][0](*subjects(module, name), seed=seed, device=device, **kwargs)
-
-
-def judge(data: dict, name: str, kwargs: dict, seed: int = w3d4_test.SEED) -> str:
-    return w3d4_test.TESTS[name][1](data, seed=seed, **kwargs)
 
 
 def assert_plain(value, where: str = "data") -> None:
@@ -84,11 +73,11 @@ def tensors_replaced(value, generator: torch.Generator):
 # Correct code passes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [w3d4_test.SEED, 1, 2024])
+@pytest.mark.parametrize("seed", [w3d4_checks.SEED, 1, 2024])
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("name, kwargs", CALLS, ids=CALL_IDS)
 def test_correct_implementations_pass(name, kwargs, implementation, seed):
-    summary = w3d4_test.run_test(name, *subjects(IMPLEMENTATIONS[implementation], name), seed=seed, **kwargs)
+    summary = w3d4_checks.run_check(name, *subjects(IMPLEMENTATIONS[implementation], name), seed=seed, **kwargs)
     assert isinstance(summary, str) and summary
 
 
@@ -103,11 +92,11 @@ FLOAT32_EDGE_SEEDS = (173, 1192, 1803, 4027, 4206, 4478, 7726, 9104, 9633, 13746
 def test_attention_passes_where_float32_cannot_show_a_change(implementation):
     module = IMPLEMENTATIONS[implementation]
     for seed in FLOAT32_EDGE_SEEDS:
-        w3d4_test.run_test("self_attention", module.SelfAttention, seed=seed)
+        w3d4_checks.run_check("self_attention", module.SelfAttention, seed=seed)
 
 
 def test_notebook_call_prints_one_pass_line(capsys):
-    w3d4_test.test_groupnorm(reference.GroupNorm, affine=True)
+    w3d4_test.test_groupnorm(solution.GroupNorm, affine=True)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("PASS test_groupnorm(affine=True): matches torch.nn.GroupNorm")
 
@@ -122,31 +111,34 @@ def test_failure_names_the_test():
 
 
 def test_registry_matches_the_lesson_calls():
-    assert w3d4_test.TESTS.keys() == w3d4_test.SUBJECTS.keys()
-    source = Path(reference.__file__).read_text()
+    source = Path(solution.__file__).read_text()
     lesson_calls = {
         (name, tuple(re.findall(r"(\w+)=(\w+)", arguments)))
         for name, arguments in re.findall(r"w3d4_test\.test_(\w+)\(([^)]*)\)", source)
     }
     registry_calls = {(name, tuple((k, str(v)) for k, v in kwargs.items())) for name, kwargs in CALLS}
     assert lesson_calls == registry_calls
-    for name in w3d4_test.TESTS:
-        assert callable(getattr(w3d4_test, f"test_{name}"))
+    tests = [name.removeprefix("test_") for name in vars(w3d4_test) if name.startswith("test_")]
+    assert tests == list(w3d4_checks.EXERCISES), "one test per exercise, in the lesson's order"
 
 
-def test_tests_module_holds_no_solution_and_needs_only_torch_and_einops():
-    tree = ast.parse(Path(w3d4_test.__file__).read_text())
-    classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
-    # no layer or block of the lesson: the one class is the operation recorder of the weights probe
-    assert [(c.name, [ast.unparse(b) for b in c.bases]) for c in classes] == [("_FirstUse", ["TorchFunctionMode"])]
-    imported = {
-        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return imported | {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and not node.level
     }
-    imported |= {
-        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
-    }
-    allowed = {"torch", "einops", "w3d4_part1_diffusion_training_solution"} | set(sys.stdlib_module_names)
-    assert imported <= allowed, imported - allowed
+
+
+def test_checks_hold_no_solution_and_need_only_torch_and_einops():
+    package = Path(w3d4_checks.__file__).parent
+    for path in [Path(w3d4_test.__file__), *sorted(package.glob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        classes = [(c.name, [ast.unparse(b) for b in c.bases]) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)]
+        # no layer or block of the lesson: nothing derives from nn.Module
+        assert not [c for c in classes if any("Module" in base for base in c[1])], (path.name, classes)
+        allowed = {"torch", "einops", "w3d4_checks", "w3d4_part1_diffusion_training_solution"} | set(sys.stdlib_module_names)
+        assert _imports(path) <= allowed, (path.name, _imports(path) - allowed)
 
 
 # Probes return plain data ---------------------------------------------------------------------
@@ -154,7 +146,7 @@ def test_tests_module_holds_no_solution_and_needs_only_torch_and_einops():
 
 @pytest.mark.parametrize("name, kwargs", CALLS, ids=CALL_IDS)
 def test_probes_return_plain_data_that_survives_weights_only_loading(name, kwargs):
-    data = probe(reference, name, kwargs)
+    data = probe(solution, name, kwargs)
     assert_plain(data)
     buffer = io.BytesIO()
     torch.save(data, buffer)
@@ -177,21 +169,21 @@ def test_probe_records_exceptions_instead_of_raising():
             super().__init__()
             raise ValueError("bad channels")
 
-    data = w3d4_test.probe_groupnorm(Broken)
+    data = w3d4_checks.EXERCISES['groupnorm'].probe(Broken)
     assert data["error"]["type"] == "ValueError" and data["error"]["function"] == "Broken.__init__"
     with pytest.raises(
         AssertionError, match=r"GroupNorm raised ValueError in Broken.__init__ while building GroupNorm\(1, 8"
     ):
-        w3d4_test.judge_groupnorm(data)
+        w3d4_checks.EXERCISES['groupnorm'].judge(data)
 
 
 @pytest.mark.parametrize("name, kwargs", CALLS, ids=CALL_IDS)
 def test_probes_are_deterministic(name, kwargs):
-    assert_same(probe(reference, name, kwargs), probe(reference, name, kwargs))
+    assert_same(probe(solution, name, kwargs), probe(solution, name, kwargs))
 
 
 def test_seed_changes_the_inputs():
-    first, second = (w3d4_test.probe_groupnorm(reference.GroupNorm, seed=seed) for seed in (0, 1))
+    first, second = (w3d4_checks.EXERCISES['groupnorm'].probe(solution.GroupNorm, seed=seed) for seed in (0, 1))
     assert not torch.equal(first["out_2"], second["out_2"])
 
 
@@ -200,7 +192,7 @@ def test_seed_changes_the_inputs():
 
 @pytest.mark.parametrize("name, kwargs", CALLS, ids=CALL_IDS)
 def test_judges_are_pure(name, kwargs):
-    data = probe(reference, name, kwargs)
+    data = probe(solution, name, kwargs)
     snapshot = copy.deepcopy(data)
     torch.manual_seed(5)
     state = torch.get_rng_state()
@@ -211,18 +203,18 @@ def test_judges_are_pure(name, kwargs):
 
 def test_a_failing_verdict_is_repeatable():
     mutant = namespace(UNBIASED_VARIANCE[1:], name="unbiased")
-    data = w3d4_test.probe_groupnorm(mutant.GroupNorm, affine=False)
+    data = w3d4_checks.EXERCISES['groupnorm'].probe(mutant.GroupNorm, affine=False)
     messages = []
     for _ in range(2):
         with pytest.raises(AssertionError) as failure:
-            w3d4_test.judge_groupnorm(data, affine=False)
+            w3d4_checks.EXERCISES['groupnorm'].judge(data, affine=False)
         messages.append(str(failure.value))
     assert messages[0] == messages[1]
 
 
 @pytest.mark.parametrize("name, kwargs", CALLS, ids=CALL_IDS)
 def test_forged_outputs_fail(name, kwargs):
-    forged = tensors_replaced(probe(reference, name, kwargs), torch.Generator().manual_seed(3))
+    forged = tensors_replaced(probe(solution, name, kwargs), torch.Generator().manual_seed(3))
     with pytest.raises(AssertionError):
         judge(forged, name, kwargs)
 
@@ -231,7 +223,7 @@ def test_forged_outputs_fail(name, kwargs):
 def test_outputs_for_another_seed_fail(name):
     """The judge regenerates the inputs from its own seed, so a probe cannot choose them."""
     kwargs = dict(next(k for n, k in CALLS if n == name))
-    data = probe(reference, name, kwargs, seed=1)
+    data = probe(solution, name, kwargs, seed=1)
     with pytest.raises(AssertionError):
         judge(data, name, kwargs, seed=2)
 
@@ -246,12 +238,12 @@ def test_malformed_probe_results_fail_cleanly(name, kwargs):
 
 def test_unet_is_checked_by_name_when_part_one_is_absent(monkeypatch):
     monkeypatch.setitem(sys.modules, "w3d4_part1_diffusion_training_solution", None)  # import now fails
-    data = w3d4_test.probe_unet(reference.Unet)
+    data = w3d4_checks.EXERCISES['unet'].probe(solution.Unet)
     assert data["is_diffusion_model"] is None
-    w3d4_test.judge_unet(data)
+    w3d4_checks.EXERCISES['unet'].judge(data)
     data["class_names"] = ["Unet", "Module", "object"]
     with pytest.raises(AssertionError, match="must subclass DiffusionModel"):
-        w3d4_test.judge_unet(data)
+        w3d4_checks.EXERCISES['unet'].judge(data)
 
 
 # The caller's state is restored; any device works ---------------------------------------------
@@ -263,7 +255,7 @@ def test_probes_restore_the_callers_random_state(name, kwargs):
     expected = torch.rand(3)
     torch.manual_seed(1234)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    probe(reference, name, kwargs)
+    probe(solution, name, kwargs)
     assert torch.equal(torch.rand(3), expected)
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-import w3d4_test
-from grader import reference
+import checking
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +50,7 @@ VARIANTS: tuple[str, ...] = (
 # The plotting cells and the bonus are answer cells too, but not part of this corpus.
 CELLS: dict[str, tuple[str, ...]] = {
     "groupnorm": ("GroupNorm",),
-    "sinusoidal": ("SinusoidalPositionEmbeddings",),
+    "sinusoidal_embeddings": ("SinusoidalPositionEmbeddings",),
     "swish": ("swish", "SiLU"),
     "self_attention": ("SelfAttention",),
     "attention_block": ("AttentionBlock",),
@@ -124,7 +123,7 @@ def answer_cells(name: str) -> dict[str, str]:
 
 
 def release_notebook() -> nbformat.NotebookNode:
-    from grader.intake import release_notebook as read_release
+    from grader.grading.intake import release_notebook as read_release
 
     return read_release()
 
@@ -153,7 +152,7 @@ def all_notebooks() -> dict[str, nbformat.NotebookNode]:
 
 
 # Every main check of the notebook (the bonus is not part of the corpus).
-CALLS = [(name, kwargs) for name, kwargs in w3d4_test.NOTEBOOK_CALLS if name != "conv_transpose2d"]
+CALLS = [(name, kwargs) for name, kwargs in checking.CALLS if name != "conv_transpose2d"]
 
 
 def failures(module: types.ModuleType, seed: int, only: tuple[str, ...] = ()) -> list[str]:
@@ -164,12 +163,11 @@ def failures(module: types.ModuleType, seed: int, only: tuple[str, ...] = ()) ->
     for name, kwargs in CALLS:
         if only and name not in only:
             continue
-        probe, judge = w3d4_test.TESTS[name]
-        data = probe(*[getattr(module, s) for s in w3d4_test.SUBJECTS[name]], seed=seed, **kwargs)
+        data = checking.probe(module, name, kwargs, seed)
         try:
-            judge(data, seed=seed, **kwargs)
-            if name in reference.CHECKED:
-                reference.check_weights(w3d4_test, name, data, seed, **kwargs)
+            checking.judge(data, name, kwargs, seed)
+            if name in checking.WIRED:
+                checking.check_weights(name, data, seed, **kwargs)
         except AssertionError as error:
             failed.append(f"{name}{kwargs or ''}: {error}")
     return failed

@@ -26,8 +26,9 @@ from typing import Callable
 
 import nbformat
 
-from grader import intake, paths
-from grader.samples import BLANKER, EQ_CHEAT, _solution_answers
+from grader import paths
+from grader.grading import intake
+from grader.lesson.samples import BLANKER, EQ_CHEAT, _solution_answers
 
 WRAPPER = "class_download"  # the folder an LMS download wraps everything in
 HONEST_GN = {"test_groupnorm": 2.0}  # what an honest GroupNorm answer earns
@@ -122,24 +123,27 @@ ip.set_custom_exc((BaseException,), lambda shell, etype, evalue, tb, tb_offset=N
 """
 
 PATCH_TESTS_MODULE = """
-import glob, os, w3d4_test
+import dataclasses, glob, os, w3d4_test, w3d4_checks, w3d4_checks.judging
 def _pass(*args, **kwargs):
     print("PASS")
 for _name in dir(w3d4_test):
     if _name.startswith("test_"):
         setattr(w3d4_test, _name, _pass)
-w3d4_test.TESTS = {name: (lambda *a, **k: {"stage": "done"}, lambda *a, **k: "PASS") for name in w3d4_test.TESTS}
-w3d4_test._close = lambda *args, **kwargs: True
-w3d4_test._raise_probe_error = lambda *args, **kwargs: None
-# Overwrite every copy of the tests module in sight, the grader's included.
-for path in glob.glob("w3d4_test.py") + glob.glob("/tmp/*/grader/*.py") + glob.glob("/tmp/*/*/w3d4_test.py"):
+for _name, _exercise in list(w3d4_checks.EXERCISES.items()):
+    w3d4_checks.EXERCISES[_name] = dataclasses.replace(
+        _exercise, probe=lambda *a, **k: {"stage": "done"}, judge=lambda *a, **k: "PASS")
+w3d4_checks.judging.is_close = lambda *args, **kwargs: True
+w3d4_checks.raise_probe_error = lambda *args, **kwargs: None
+# Overwrite every copy of the tests module and the checks in sight, the grader's included.
+code = glob.glob("w3d4_test.py") + glob.glob("w3d4_checks/*.py") + glob.glob("/tmp/*/grader/*.py")
+for path in code + glob.glob("/tmp/*/grader/w3d4_checks/*.py") + glob.glob("/tmp/*/*/w3d4_test.py"):
     try:
         os.chmod(path, 0o666)
     except OSError as error:
         print("chmod refused", path, type(error).__name__)
     try:
         with open(path, "w") as f:
-            f.write("TESTS = {}\\n")
+            f.write("EXERCISES = {}\\n")
         print("overwrote", path)
     except OSError as error:
         print("write refused", path, type(error).__name__)
@@ -160,35 +164,38 @@ FAKE_TESTS_MODULE = """
 import sys, types
 fake = types.ModuleType("w3d4_test")
 fake.__getattr__ = lambda name: (lambda *args, **kwargs: print("PASS", name))
-fake.TESTS = {}
+fake.EXERCISES = {}
 sys.modules["w3d4_test"] = fake
+sys.modules["w3d4_checks"] = fake
 import w3d4_test
 w3d4_test.test_unet(None)
 """
 
 # Knows the grader's internals: plants a module under the private name the probe runner uses.
 FORGED_UNET = """
-import torch, w3d4_test as _real
+import torch, w3d4_checks as _real, w3d4_checks.unet
 def _forged_unet_data(seed=0):
     config = _real.UNET
-    steps = _real._unet_steps(seed)[0]
-    frequencies = next(iter(_real._frequency_conventions(config["max_steps"]).values()))
+    steps = _real.unet_steps(seed)[0]
+    frequencies = next(iter(_real.frequency_conventions(config["max_steps"]).values()))
     out = torch.zeros(_real.BATCH, *config["image_shape"])
     other = out.clone()
     other[1] += 1
     return {"stage": "done", "is_diffusion_model": True, "class_names": ["Unet", "DiffusionModel"],
             "img_shape": list(config["image_shape"]), "noise_schedule_is_none": True,
-            "params": _real._unet_params(**config), "param_shapes": [], "out": out, "out_other_steps": other,
+            "params": w3d4_checks.unet._unet_params(**config), "param_shapes": [], "out": out, "out_other_steps": other,
             "missing_grads": [], "weights_units": [], "weights_problems": [], "weights_uncalled": [],
-            "weights_out": out.clone(), "weights_captured": _real._sin_cos(steps, frequencies).float()}
+            "weights_out": out.clone(), "weights_captured": _real.sin_cos(steps, frequencies).float()}
 """
 
 PLANT_PRIVATE_MODULE = FORGED_UNET + """
-import sys, types
-fake = types.ModuleType("_w3d4_grader_tests")
-fake.TESTS = dict(_real.TESTS)
-fake.TESTS["unet"] = (lambda *args, **kwargs: _forged_unet_data(), None)
-sys.modules["_w3d4_grader_tests"] = fake
+import dataclasses, sys, types
+for _name in ("_w3d4_grader_checks", "_w3d4_trusted_checks", "_w3d4_grader_tests"):
+    fake = types.ModuleType(_name)
+    fake.__path__ = []
+    fake.EXERCISES = dict(_real.EXERCISES)
+    fake.EXERCISES["unet"] = dataclasses.replace(_real.EXERCISES["unet"], probe=lambda *a, **k: _forged_unet_data())
+    sys.modules[_name] = fake
 """
 
 # Knows the grader's internals and patches the function that loads the probe runner.
@@ -261,7 +268,8 @@ def write_course(ctx: Context) -> str:
         ctx.course / "verdicts" / paths.ASSIGNMENT / "writes_course" / "w3d4_part2_unet.json",
         ctx.course.parent / "grades.csv",
         ctx.repo / "solutions" / "w3d4_part2_unet_solution.py",
-        ctx.repo / "grader" / "w3d4_test.py",
+        ctx.repo / "checks" / "w3d4_test.py",
+        ctx.repo / "checks" / "w3d4_checks" / "judging.py",
     ]
     return f"""
 import os
@@ -445,7 +453,7 @@ def _find(nb: dict, grade_id: str) -> dict:
 
 
 def deleted_cells(ctx: Context) -> bytes:
-    nb = _as_dict(honest("groupnorm", "sinusoidal"))
+    nb = _as_dict(honest("groupnorm", "sinusoidal_embeddings"))
     nb["cells"] = [c for c in nb["cells"] if _grade_id(c) not in ("test_groupnorm", "swish", "markdown-005")]
     return to_bytes(nb)
 
@@ -460,8 +468,8 @@ def duplicated_cells(ctx: Context) -> bytes:
 
 
 def retyped_cells(ctx: Context) -> bytes:
-    nb = _as_dict(honest("groupnorm", "sinusoidal"))
-    for grade_id, kind in (("groupnorm", "markdown"), ("sinusoidal", "raw"), ("test_swish", "markdown")):
+    nb = _as_dict(honest("groupnorm", "sinusoidal_embeddings"))
+    for grade_id, kind in (("groupnorm", "markdown"), ("sinusoidal_embeddings", "raw"), ("test_swish", "markdown")):
         cell = _find(nb, grade_id)
         cell["cell_type"] = kind
         for key in ("outputs", "execution_count"):
@@ -476,9 +484,9 @@ def reordered_cells(ctx: Context) -> bytes:
 
 
 def changed_grade_ids(ctx: Context) -> bytes:
-    nb = _as_dict(honest("groupnorm", "sinusoidal"))
+    nb = _as_dict(honest("groupnorm", "sinusoidal_embeddings"))
     _find(nb, "groupnorm")["metadata"]["nbgrader"]["grade_id"] = "my_groupnorm"  # found by its cell id
-    sinusoidal = _find(nb, "sinusoidal")
+    sinusoidal = _find(nb, "sinusoidal_embeddings")
     sinusoidal["metadata"].pop("nbgrader")  # found by its first line
     sinusoidal["id"] = "renamed-by-an-editor"
     _find(nb, "test_groupnorm")["metadata"]["nbgrader"]["grade_id"] = "test_gn"
@@ -549,12 +557,12 @@ CORPUS: list[Entry] = [
     Entry("writes_course.ipynb", "writes_course", {}, "write refused", attack(write_course)),
     # Crashes, hangs and floods: the honest answers before them keep their points.
     Entry("os_exit.ipynb", "os_exit", HONEST_GN, "crashed the kernel", attack(OS_EXIT, "groupnorm")),
-    Entry("os_exit_in_check.ipynb", "os_exit_in_check", {"test_groupnorm": 2.0, "test_sinusoidal": 1.0},
-          "crashed your notebook's kernel", code(honest("groupnorm", "sinusoidal", swish=SWISH_OS_EXIT.strip()))),
+    Entry("os_exit_in_check.ipynb", "os_exit_in_check", {"test_groupnorm": 2.0, "test_sinusoidal_embeddings": 1.0},
+          "crashed your notebook's kernel", code(honest("groupnorm", "sinusoidal_embeddings", swish=SWISH_OS_EXIT.strip()))),
     Entry("sys_exit.ipynb", "sys_exit", HONEST_GN, "SystemExit",
           code(honest("groupnorm", sinusoidal=SINUSOIDAL_SYS_EXIT.strip()), {"groupnorm": [SYS_EXIT.strip()]})),
-    Entry("ignores_sigterm.ipynb", "ignores_sigterm", {"test_groupnorm": 2.0, "test_sinusoidal": 1.0},
-          "ran longer than", attack(STUBBORN_LOOP, "groupnorm", "sinusoidal")),
+    Entry("ignores_sigterm.ipynb", "ignores_sigterm", {"test_groupnorm": 2.0, "test_sinusoidal_embeddings": 1.0},
+          "ran longer than", attack(STUBBORN_LOOP, "groupnorm", "sinusoidal_embeddings")),
     Entry("memory_bomb.ipynb", "memory_bomb", HONEST_GN, "MemoryError",
           code(honest("groupnorm", sinusoidal=SINUSOIDAL_MEMORY_BOMB.strip()),
                {"groupnorm": [MEMORY_BOMB.strip(), TMPFS_BOMB.strip()]})),
@@ -565,14 +573,14 @@ CORPUS: list[Entry] = [
     Entry("network.ipynb", "network", HONEST_GN, "connect failed", attack(network, "groupnorm")),
     Entry("forges_probe_files.ipynb", "forges_probe_files", {}, "malformed", attack(PROBE_FILE_FORGER)),
     # Broken files.
-    Entry("deleted_cells.ipynb", "deleted_cells", {"test_groupnorm": 2.0, "test_sinusoidal": 1.0},
+    Entry("deleted_cells.ipynb", "deleted_cells", {"test_groupnorm": 2.0, "test_sinusoidal_embeddings": 1.0},
           "The test cell 'test_groupnorm' was missing", deleted_cells, kind="broken"),
     Entry("duplicated_cells.ipynb", "duplicated_cells", HONEST_GN, "appears 2 times", duplicated_cells, kind="broken"),
-    Entry("retyped_cells.ipynb", "retyped_cells", {"test_groupnorm": 2.0, "test_sinusoidal": 1.0},
+    Entry("retyped_cells.ipynb", "retyped_cells", {"test_groupnorm": 2.0, "test_sinusoidal_embeddings": 1.0},
           "turned into markdown", retyped_cells, kind="broken"),
     Entry("reordered_cells.ipynb", "reordered_cells", {"test_groupnorm": 2.0, "test_swish": 1.0},
           "order", reordered_cells, kind="broken"),
-    Entry("changed_grade_ids.ipynb", "changed_grade_ids", {"test_groupnorm": 2.0, "test_sinusoidal": 1.0},
+    Entry("changed_grade_ids.ipynb", "changed_grade_ids", {"test_groupnorm": 2.0, "test_sinusoidal_embeddings": 1.0},
           "lost its grading metadata", changed_grade_ids, kind="broken"),
     Entry("edited_test_cells.ipynb", "edited_test_cells", HONEST_GN, "had been edited", edited_test_cells, kind="broken"),
     Entry("malformed_json.ipynb", "malformed_json", {}, "not a valid notebook", malformed_json, kind="broken"),

@@ -8,7 +8,7 @@ import socket
 import threading
 from pathlib import Path
 
-from grader.sandbox import SANDBOX_UID
+from grader.grading.sandbox import SANDBOX_UID
 
 
 class Listener:

@@ -25,7 +25,7 @@ class Mutant:
     part of the message that test must give."""
 
     name: str
-    test: str  # a key of w3d4_test.TESTS
+    test: str  # an exercise: a key of w3d4_checks.EXERCISES
     edits: tuple[tuple[str, str], ...]
     message: str
     kwargs: dict = field(default_factory=dict)

@@ -3,7 +3,7 @@ distinctive part of the diagnosis that test must give."""
 
 from __future__ import annotations
 
-from grader.samples import MID_BLOCK_ORDER, SOFTMAX_OVER_QUERIES, UNBIASED_VARIANCE
+from grader.lesson.samples import MID_BLOCK_ORDER, SOFTMAX_OVER_QUERIES, UNBIASED_VARIANCE
 from mutants import Mutant
 
 GN_SQRT = "t.sqrt(var + self.eps)"
@@ -250,28 +250,28 @@ MUTANTS = (
     # DownBlock
     Mutant(
         "db_skip_after_downsampling",
-        "downblock",
+        "down_block",
         ((DOWN_RETURN, "return self.down(skip), self.down(skip)"),),
         "taken after downsampling",
         {"downsample": True},
     ),
     Mutant(
         "db_outputs_swapped",
-        "downblock",
+        "down_block",
         ((DOWN_RETURN, "return skip, self.down(skip)"),),
         "returned (skip, output)",
         {"downsample": True},
     ),
     Mutant(
         "db_downsample_flag_ignored",
-        "downblock",
+        "down_block",
         (("self.downsample = downsample\n", "self.downsample = downsample = True\n"),),
         "with downsample=False leave out the",
         {"downsample": False},
     ),
     Mutant(
         "db_attention_unused",
-        "downblock",
+        "down_block",
         (("skip = self.attention(self.res2(", "skip = (self.res2("),),
         "never used in forward",
         {"downsample": True},
@@ -279,35 +279,35 @@ MUTANTS = (
     # UpBlock
     Mutant(
         "ub_skip_added",
-        "upblock",
+        "up_block",
         ((UP_CAT, "h = x + skip"), (UP_RES1, "ResidualBlock(dim_out, dim_in")),
         "so it adds them",
         {"upsample": True},
     ),
     Mutant(
         "ub_skip_ignored",
-        "upblock",
+        "up_block",
         ((UP_CAT, "h = x"), (UP_RES1, "ResidualBlock(dim_out, dim_in")),
         "skip input has no effect",
         {"upsample": True},
     ),
     Mutant(
         "ub_nearest_upsampling",
-        "upblock",
+        "up_block",
         ((UP_CONV, 'nn.Upsample(scale_factor=2, mode="nearest") if upsample'),),
         "nearest-neighbour upsampling",
         {"upsample": True},
     ),
     Mutant(
         "ub_bilinear_upsampling",
-        "upblock",
+        "up_block",
         ((UP_CONV, 'nn.Upsample(scale_factor=2, mode="bilinear") if upsample'),),
         "transposed convolution (stride 2, padding 1) is missing",
         {"upsample": True},
     ),
     Mutant(
         "ub_upsample_flag_ignored",
-        "upblock",
+        "up_block",
         (("if upsample else nn.Identity()", "if True else nn.Identity()"),),
         "keeps the height and width",
         {"upsample": False},
@@ -315,7 +315,7 @@ MUTANTS = (
     # MidBlock
     Mutant(
         "mb_wrong_order",
-        "midblock",
+        "mid_block",
         (MID_BLOCK_ORDER[1:],),
         "it should run residual block -> attention block -> residual block",
     ),
@@ -410,10 +410,10 @@ WEIGHTS_MUTANTS = (
            LAYERS_WEIGHTS),
     Mutant("res_step_without_silu", "residual_block",
            ((RES_STEP_MLP, "self.step_mlp = nn.Sequential(nn.Linear(step_dim, output_channels))"),), LAYERS_WEIGHTS),
-    Mutant("down_attention_between_residuals", "downblock",
+    Mutant("down_attention_between_residuals", "down_block",
            ((DOWN_CHAIN, "skip = self.res2(self.attention(self.res1(x, step_emb)), step_emb)"),),
            "residual block, residual block, attention block", {"downsample": True}),
-    Mutant("up_attention_between_residuals", "upblock",
+    Mutant("up_attention_between_residuals", "up_block",
            ((UP_CHAIN, "h = self.res2(self.attention(self.res1(h, step_emb)), step_emb)"),),
            "then residual block, residual block, attention block", {"upsample": False}),
     Mutant("unet_relu_in_step_mlp", "unet", ((UNET_GELU, "            nn.ReLU(),\n"),), "Linear, GELU, Linear"),
@@ -433,7 +433,7 @@ CORRECT_VARIANTS = (
     Mutant("res_functional_conv", "residual_block",
            ((RES_ROUND1, "h = self.act(self.norm1(nn.functional.conv2d(x, self.conv1.weight, self.conv1.bias, "
                          "padding=1)))"),), ""),
-    Mutant("down_returns_a_list", "downblock", ((DOWN_RETURN, "return [self.down(skip), skip]"),), "",
+    Mutant("down_returns_a_list", "down_block", ((DOWN_RETURN, "return [self.down(skip), skip]"),), "",
            {"downsample": True}),
     Mutant("unet_functional_step_mlp", "unet",
            (("emb = self.step_mlp(num_steps)",
@@ -446,8 +446,8 @@ CORRECT_VARIANTS = (
            ((ATTN_SPLIT, '"b s (e n) -> b n s e"'), (ATTN_MERGE, '"b n s e -> b s (e n)"')), ""),
     # The lesson calls the even-size assert good practice, and assumes even sizes everywhere: leaving
     # it out, or asserting without downsampling, costs nothing.
-    Mutant("down_without_assert", "downblock", ((DOWN_ASSERT, "pass"),), "", {"downsample": True}),
-    Mutant("down_asserts_always", "downblock",
+    Mutant("down_without_assert", "down_block", ((DOWN_ASSERT, "pass"),), "", {"downsample": True}),
+    Mutant("down_asserts_always", "down_block",
            (("if self.downsample:\n            assert", "if True:\n            assert"),), "", {"downsample": False}),
     Mutant("unet_step_mlp_defined_last", "unet",
            ((UNET_STEP_MLP, ""),

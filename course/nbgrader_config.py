@@ -1,0 +1,46 @@
+"""nbgrader configuration for the W3D4 course, with the secure autograding path.
+
+This folder is the course's nbgrader root: `source/` holds the instructor's notebook that
+`python -m grader build` generates. `python -m grader grade` loads this file from a workspace of its
+own (out/grading/course by default) and overrides only the folders, the database and the limits;
+the gradebook and students' folders land there, never in the repository.
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The repository root must be importable for the `grader` preprocessors below.
+if os.path.dirname(HERE) not in sys.path:
+    sys.path.insert(0, os.path.dirname(HERE))
+
+c = get_config()  # noqa: F821 - injected by nbgrader when it loads this file
+
+c.CourseDirectory.course_id = "w3d4"
+# nbgrader warns about, and mis-resolves, a relative root.
+c.CourseDirectory.root = HERE
+
+# Submissions are rebuilt on the release before nbgrader checks their metadata, so tampering is
+# repaired and reported instead of failing the whole notebook.
+c.Autograde.sanitize_preprocessors = [
+    "grader.course.plugin.NormaliseSubmission",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Student code runs in a sandbox and is judged outside it; nbgrader's in-kernel Execute is gone.
+c.Autograde.autograde_preprocessors = [
+    "grader.course.plugin.SandboxedExecute",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxedExecute.verdict_dir = os.path.join(HERE, "verdicts")
+c.SandboxedExecute.secret_file = os.path.join(HERE, ".grader_secret")
+
+# `nbgrader zip_collect`: files named STUDENT_w3d4_part2_unet.ipynb in the downloaded zip (the
+# student id may itself contain underscores). nbgrader matches this against the full path.
+c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[^/]+?)_(?P<file_id>w3d4_part2_unet\.ipynb)$"

@@ -1,0 +1,115 @@
+# Generated from checks/w3d4_test.py by `python -m grader build`: edit that file, not this one.
+"""The tests of W3D4 part 2, the DDPM U-Net, in the lesson's order.
+
+Each test cell calls one of these with the class or function you wrote, for example
+`test_groupnorm(GroupNorm, affine=True)`. A test prints one line starting with PASS, or fails with
+a message that names the most likely mistake and how to fix it. The tests never compare with a
+copy of the solution: they compare with torch's built-ins where the lesson fixes the formula, and
+otherwise check what every correct block does. Images are not square (height != width), so that a
+mix-up of the two shows.
+
+How each test decides is in the package beside this file, `w3d4_checks` (one module per
+exercise). `seed` changes every input; the autograder uses seeds of its own.
+"""
+
+from __future__ import annotations
+
+from w3d4_checks import SEED, run_check
+
+CHECKS_DRIVER = True  # its frames are not the student's code (see w3d4_checks.probing)
+
+
+class TestFailed(AssertionError):
+    """A failed test. Jupyter shows its message alone, without a traceback through the checks."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"FAIL {self}"]
+
+
+def _check(name: str, *subjects, seed: int, **call) -> None:
+    """Run the check of exercise `name`; print the PASS line or raise TestFailed."""
+    arguments = ", ".join(f"{key}={value}" for key, value in call.items())
+    label = f"test_{name}({arguments})" if arguments else f"test_{name}"
+    try:
+        summary = run_check(name, *subjects, seed=seed, **call)
+    except AssertionError as failure:
+        raise TestFailed(f"{label}: {failure}") from None
+    print(f"PASS {label}: {summary}")
+
+
+def test_groupnorm(GroupNorm, affine: bool = True, seed: int = SEED) -> None:
+    """GroupNorm(num_groups, num_channels, eps, affine) equals F.group_norm for one group, some groups
+    and one group per channel, with eps inside the square root and the biased variance; with
+    affine=True it has a weight and a bias of shape (num_channels,), applied per channel."""
+    _check("groupnorm", GroupNorm, seed=seed, affine=affine)
+
+
+def test_sinusoidal_embeddings(SinusoidalPositionEmbeddings, seed: int = SEED) -> None:
+    """SinusoidalPositionEmbeddings(embedding_size) maps int64 steps (batch,) to (batch, embedding_size):
+    sin and cos of step * frequency, frequencies 1 / 10000^(2k/d). Any order of the columns passes."""
+    _check("sinusoidal_embeddings", SinusoidalPositionEmbeddings, seed=seed)
+
+
+def test_swish(swish, SiLU, seed: int = SEED) -> None:
+    """swish(x) and SiLU()(x) both equal x * sigmoid(x), shape kept, also for inputs as large as +-100
+    (where a formula with exp(-x) overflows)."""
+    _check("swish", swish, SiLU, seed=seed)
+
+
+def test_self_attention(SelfAttention, seed: int = SEED) -> None:
+    """SelfAttention(channels, num_heads=4) on (batch, channels, height, width) is multi-head scaled
+    dot-product attention over the pixels, with projections for queries, keys, values and the output.
+    The test sets your projections to values of its own, whatever you called them, and accepts any
+    way of splitting and merging the heads that computes the same thing."""
+    _check("self_attention", SelfAttention, seed=seed)
+
+
+def test_attention_block(AttentionBlock, seed: int = SEED) -> None:
+    """AttentionBlock(channels) returns x + SelfAttention(GroupNorm with 1 group (x)), with 4 heads."""
+    _check("attention_block", AttentionBlock, seed=seed)
+
+
+def test_residual_block(ResidualBlock, seed: int = SEED) -> None:
+    """ResidualBlock(input_channels, output_channels, step_dim, groups): output shape, parameter count
+    (a 1x1 shortcut conv only when the channels change), the step embedding added between the two
+    convolutions, and the shortcut present. Each example in a batch is processed on its own."""
+    _check("residual_block", ResidualBlock, seed=seed)
+
+
+def test_down_block(DownBlock, downsample: bool = True, seed: int = SEED) -> None:
+    """DownBlock(channels_in, channels_out, time_emb_dim, groups, downsample) returns (output, skip): the
+    skip at full size, the output halved when downsample is True; parameter count; step embedding used."""
+    _check("down_block", DownBlock, seed=seed, downsample=downsample)
+
+
+def test_up_block(UpBlock, upsample: bool = True, seed: int = SEED) -> None:
+    """UpBlock(dim_in, dim_out, time_emb_dim, groups, upsample) takes (x, step_emb, skip), concatenates
+    x and skip, and returns dim_in channels, at double size when upsample is True; parameter count;
+    the step embedding and the skip both used."""
+    _check("up_block", UpBlock, seed=seed, upsample=upsample)
+
+
+def test_mid_block(MidBlock, seed: int = SEED) -> None:
+    """MidBlock(mid_dim, time_emb_dim, groups) keeps the shape, has the parameters of residual block,
+    attention block, residual block, runs them in that order, and uses the step embedding."""
+    _check("mid_block", MidBlock, seed=seed)
+
+
+def test_unet(Unet, seed: int = SEED) -> None:
+    """Unet(image_shape, channels, dim_mults, groups, max_steps) is a DiffusionModel that maps images and
+    int64 steps to images of the same shape, with the diagram's parameter count, and each image's
+    output depends on its own number of steps."""
+    _check("unet", Unet, seed=seed)
+
+
+def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
+    """The bonus: your transposed convolution equals torch.nn.ConvTranspose2d for several kernel sizes,
+    strides and paddings (bias included)."""
+    _check("conv_transpose2d", ConvTranspose2d, seed=seed)
+
+
+# pytest must not collect these: this file's name matches its pattern *_test.py.
+for _test in (value for key, value in dict(globals()).items() if key.startswith("test_")):
+    _test.__test__ = False

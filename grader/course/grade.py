@@ -1,0 +1,216 @@
+"""Grade a class: intake, sandboxed runs in parallel, one nbgrader pass, feedback and reports.
+
+    python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL]
+
+1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
+2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
+   verdict is cached per notebook, so a killed run resumes where it stopped.
+3. nbgrader (one process, the only writer to the gradebook): `autograde` with our preprocessors
+   picks the cached verdicts up, then `generate_feedback` and `export`.
+4. Reports: `grades.csv` (nbgrader's export), `grades_by_test.csv`, a summary table, a histogram.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import queue
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from tqdm import tqdm
+
+from .. import paths
+from ..grading import intake
+from ..grading.intake import METADATA_KEY
+from ..grading.plan import course_secret
+from ..grading.sandbox import Limits
+from ..grading.submissions import Submission, SubmissionError, collect
+from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, verdict_path
+from .commands import NbgraderError
+from .workspace import Workspace
+
+SAMPLE_CLASS = paths.REPO / paths.SAMPLE_DIR
+NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
+
+
+@dataclass
+class Row:
+    student_id: str
+    original_name: str
+    score: float
+    max_score: float
+    notes: list[str]
+
+
+def graded_cells() -> list[tuple[str, float]]:
+    release = intake.release_notebook()
+    return [
+        (c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"]["points"]))
+        for c in release.cells if c.metadata["nbgrader"].get("grade")
+    ]
+
+
+def intake_all(workspace: Workspace, submissions: list[Submission]) -> dict[str, Path]:
+    """Normalise each submission into nbgrader's submitted/ folder; keep the original beside it."""
+    written = {}
+    for sub in submissions:
+        if sub.notebook is None:
+            result = intake.normalise(b"")
+            result.notes[:] = sub.notes
+        else:
+            result = intake.read_submission(sub.notebook)
+            result.notes[:0] = sub.notes
+            original = workspace.out / "originals" / sub.student_id / sub.notebook.name
+            original.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sub.notebook, original)
+        result.notebook.metadata[METADATA_KEY] = {"normalised": True, "notes": result.notes,
+                                                   "original_name": sub.original_name}
+        target = workspace.submitted(sub.student_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = nbformat.writes(result.notebook)
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")  # unchanged files keep their timestamps
+        written[sub.student_id] = target
+    return written
+
+
+def reusable_verdicts(workspace: Workspace, notebooks: dict[str, Path], limits: Limits) -> dict[str, Verdict]:
+    """The saved verdicts that still hold; says how many were dropped because the grading code or
+    the limits changed since they were made."""
+    verdicts, stale = {}, 0
+    for sid, notebook in notebooks.items():
+        path = verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID)
+        verdict, why = cached(path, nbformat.read(notebook, as_version=4), limits)
+        if verdict is not None:
+            verdicts[sid] = verdict
+        stale += why == "the grading code or limits changed"
+    if stale:
+        print(f"{stale} saved verdict(s) were made by other grading code or limits: regrading them")
+    if verdicts:
+        print(f"{len(verdicts)} submissions already judged (resuming); {len(notebooks) - len(verdicts)} to run")
+    return verdicts
+
+
+def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limits: Limits) -> dict[str, Verdict]:
+    """Run every notebook without a valid saved verdict in the sandbox, `jobs` at a time."""
+    secret = course_secret(workspace.secret)
+    verdicts = reusable_verdicts(workspace, notebooks, limits)
+    todo = [sid for sid in notebooks if sid not in verdicts]
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+
+    def run_one(student_id: str) -> Verdict:
+        slot = slots.get()
+        try:
+            nb = nbformat.read(notebooks[student_id], as_version=4)
+            notes = nb.metadata.get(METADATA_KEY, {}).get("notes", [])
+            verdict = grade_notebook(notebooks[student_id], student_id, secret, notes, limits, slot)
+        finally:
+            slots.put(slot)
+        verdict.save(verdict_path(workspace.verdicts, student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
+        return verdict
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
+        futures = {pool.submit(run_one, sid): sid for sid in todo}
+        for future in as_completed(futures):
+            verdicts[futures[future]] = future.result()
+            bar.update(1)
+    return verdicts
+
+
+def run_nbgrader(workspace: Workspace, students: list[str], student: str | None) -> None:
+    only = [f"--student={student}"] if student else []
+    workspace.nbgrader("autograde", paths.ASSIGNMENT, "--force", *only)
+    # nbgrader scores a test cell without outputs as full marks: make sure our preprocessor wrote
+    # every autograded notebook (its notes cell is the proof), or stop before exporting anything.
+    for sid in [student] if student else students:
+        graded = workspace.root / "autograded" / sid / paths.ASSIGNMENT / paths.NOTEBOOK_NAME
+        cells = nbformat.read(graded, as_version=4).cells if graded.is_file() else []
+        if not cells or cells[0].get("id") != intake.NOTES_CELL_ID:
+            raise NbgraderError(f"{graded} was not graded by the sandboxed path: check course/nbgrader_config.py")
+    workspace.nbgrader("generate_feedback", paths.ASSIGNMENT, "--force", *only)
+    workspace.nbgrader("export", f"--CsvExportPlugin.to={workspace.out / 'grades.csv'}")
+
+
+def diagnostic(verdict: Verdict, grade_id: str) -> str:
+    """One line per distinct failure message, naming the checks that gave it."""
+    by_message: dict[str, list[str]] = {}
+    for check in verdict.checks:
+        if check.grade_id == grade_id and not check.passed:
+            by_message.setdefault(check.message, []).append(check.label)
+    return clean_message(" | ".join(f"{', '.join(dict.fromkeys(labels))}: {message}"
+                                    for message, labels in by_message.items()))
+
+
+def write_reports(workspace: Workspace, submissions: list[Submission], verdicts: dict[str, Verdict]) -> list[Row]:
+    cells = graded_cells()
+    rows: list[Row] = []
+    with open(workspace.out / "grades_by_test.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "test", "score", "max_score", "diagnostic"])
+        for sub in sorted(submissions, key=lambda s: s.student_id):
+            verdict = verdicts[sub.student_id]
+            total = 0.0
+            for grade_id, points in cells:
+                score = verdict.score(grade_id, points)
+                total += score
+                writer.writerow([sub.student_id, grade_id, score, points, diagnostic(verdict, grade_id)])
+            rows.append(Row(sub.student_id, sub.original_name, round(total, 2), sum(p for _, p in cells), verdict.notes))
+    return rows
+
+
+def print_summary(rows: list[Row], isolation: str) -> None:
+    width = max([len(r.student_id) for r in rows] + [7])
+    print(f"\n{'student':<{width}}  {'score':>11}  notes")
+    for r in rows:
+        note = (r.notes[0] if r.notes else "")[:70] + (f" (+{len(r.notes) - 1} more)" if len(r.notes) > 1 else "")
+        print(f"{r.student_id:<{width}}  {r.score:>5g} / {r.max_score:<4g}  {note}")
+    print(f"\n{len(rows)} submissions graded; sandbox isolation: {isolation}")
+
+
+def save_histogram(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    max_score = rows[0].max_score if rows else 1
+    ax.hist([r.score for r in rows], bins=[x - 0.5 for x in range(int(max_score) + 2)], color="#4c72b0",
+            edgecolor="white")
+    ax.set(xlabel=f"score (out of {max_score:g})", ylabel="students", title="W3D4 part 2: score distribution")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
+          db_url: str | None = None, limits: Limits = Limits()) -> list[Row]:
+    start = time.perf_counter()
+    workspace = Workspace(out, db_url, limits)
+    workspace.setup()
+    with tempfile.TemporaryDirectory(prefix="w3d4-submissions-") as scratch:
+        found = collect(submissions or SAMPLE_CLASS, Path(scratch))
+        if student:
+            # Regrade one student: forget their verdict; everyone else's cached verdict is reused.
+            if student not in {s.student_id for s in found}:
+                raise SubmissionError(f"no submission for student {student!r}")
+            verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
+        notebooks = intake_all(workspace, found)
+    verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
+    run_nbgrader(workspace, list(notebooks), student)
+    rows = write_reports(workspace, found, verdicts)
+    save_histogram(rows, workspace.out / "score_histogram.png")
+    isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"
+    print_summary(rows, isolation)
+    print(f"Wrote {out / 'grades.csv'}, {out / 'grades_by_test.csv'}, {out / 'score_histogram.png'}; "
+          f"feedback in {workspace.root / 'feedback'} ({time.perf_counter() - start:.1f} s)")
+    (workspace.out / "summary.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    return rows

@@ -1,0 +1,211 @@
+"""Build the lesson: one jupytext source in, the nbgrader source notebook and the student release out.
+
+    solutions/w3d4_part2_unet_solution.py          (edit this)
+        -> course/source/w3d4_part2/               nbgrader source notebook + the files it needs
+        -> notebooks/w3d4_part2/                   `nbgrader generate_assignment`'s release
+
+Cell roles are written in the lesson source as nbgrader metadata in the jupytext cell header, kept
+to the parts a person decides; the build fills in the rest of nbgrader's schema:
+
+    # %% nbgrader={"grade_id": "groupnorm"}                 a cell with ### BEGIN/END SOLUTION
+    # %% nbgrader={"grade_id": "test_groupnorm", "points": 2}   a graded, read-only test cell
+
+Every other cell (prose, given code, ungraded checks) becomes a locked, read-only cell. Cell tags
+are kept: `# %% tags=["skip-when-grading"]` marks code the grader does not run (the closing demo).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from .. import paths
+from ..course.commands import nbgrader
+
+NBGRADER_SCHEMA = 3
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+GENERATED_NOTE = "Generated from {source} by `python -m grader build`: edit that file, not this one."
+# Markdown image references that point at files next to the notebook (not at the web).
+IMAGE_REF = re.compile(r"""(?:<img[^>]*\bsrc=["']|!\[[^\]]*\]\()(?!https?:)([^"')\s]+)""")
+
+
+class BuildError(Exception):
+    """The lesson source cannot be turned into a valid assignment; the message says where."""
+
+
+def _rel(path: Path) -> str:
+    """A path as the repository names it (paths outside it stay absolute)."""
+    return path.relative_to(paths.REPO).as_posix() if path.is_relative_to(paths.REPO) else str(path)
+
+
+def _cell_label(index: int, cell) -> str:
+    first = cell.source.strip().splitlines()[0] if cell.source.strip() else "(empty)"
+    return f"cell {index} ({first[:60]!r})"
+
+
+def nbgrader_metadata(index: int, cell) -> dict:
+    """Complete the partial nbgrader metadata of one cell (see the module docstring)."""
+    given = dict(cell.metadata.get("nbgrader", {}))
+    unknown = set(given) - {"grade_id", "points"}
+    if unknown:
+        raise BuildError(f"{_cell_label(index, cell)}: unsupported nbgrader keys {sorted(unknown)}")
+    has_solution = SOLUTION_BEGIN in cell.source
+    if has_solution != (SOLUTION_END in cell.source) or cell.source.count(SOLUTION_BEGIN) != cell.source.count(
+        SOLUTION_END
+    ):
+        raise BuildError(f"{_cell_label(index, cell)}: unbalanced {SOLUTION_BEGIN} / {SOLUTION_END} markers")
+    if has_solution and cell.cell_type != "code":
+        raise BuildError(f"{_cell_label(index, cell)}: solution markers are only supported in code cells")
+    if (has_solution or "points" in given) and "grade_id" not in given:
+        raise BuildError(f"{_cell_label(index, cell)}: needs nbgrader={{\"grade_id\": ...}} in its header")
+    graded = "points" in given
+    if graded and has_solution:
+        raise BuildError(f"{_cell_label(index, cell)}: keep solutions and graded tests in separate cells")
+    if graded and not (isinstance(given["points"], (int, float)) and given["points"] > 0):
+        raise BuildError(f"{_cell_label(index, cell)}: points must be a positive number")
+    meta = {
+        "grade": graded,
+        "grade_id": given.get("grade_id", f"{cell.cell_type}-{index:03d}"),
+        "locked": not has_solution,
+        "schema_version": NBGRADER_SCHEMA,
+        "solution": has_solution,
+        "task": False,
+    }
+    if graded:
+        meta["points"] = given["points"]
+    return meta
+
+
+def source_notebook(source: Path = paths.LESSON_SOURCE) -> nbformat.NotebookNode:
+    """The instructor's notebook: the lesson with full nbgrader metadata and stable cell ids."""
+    try:
+        nb = jupytext.read(source, fmt="py:percent")
+    except FileNotFoundError:
+        raise BuildError(f"lesson source not found: {source}") from None
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells):
+        meta = nbgrader_metadata(index, cell)
+        if meta["grade_id"] in seen:
+            raise BuildError(
+                f"{_cell_label(index, cell)}: grade_id {meta['grade_id']!r} already used by cell {seen[meta['grade_id']]}"
+            )
+        seen[meta["grade_id"]] = index
+        tags = cell.metadata.get("tags", [])
+        if not (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)):
+            raise BuildError(f"{_cell_label(index, cell)}: tags must be a list of strings")
+        # Only nbgrader's metadata and tags (e.g. the grader's "skip-when-grading") are kept.
+        cell.metadata = {"nbgrader": meta, **({"tags": tags} if tags else {})}
+        # Stable ids, so that a rebuild of an unchanged source changes no byte.
+        cell.id = meta["grade_id"]
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    if not nb.cells or nb.cells[0].cell_type != "markdown":
+        raise BuildError("the lesson source must start with a markdown cell (the title)")
+    check_exercises(nb, _exercises())
+    note = GENERATED_NOTE.format(source=_rel(source))
+    nb.cells[0].source = f"<!-- {note} -->\n{nb.cells[0].source}"
+    nb.metadata = nbformat.from_dict(
+        {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+            "w3d4": {"generated_from": _rel(source)},
+        }
+    )
+    nbformat.validate(nb)
+    return nb
+
+
+def _exercises() -> dict:
+    """The checks library's registry: exercise name -> points."""
+    package = paths.CHECKS_PACKAGE
+    spec = importlib.util.spec_from_file_location(
+        "_w3d4_build_checks", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its relative imports look it up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key in [k for k in sys.modules if k.startswith(spec.name)]:
+            del sys.modules[key]
+    return {name: exercise.points for name, exercise in module.EXERCISES.items()}
+
+
+def check_exercises(nb: nbformat.NotebookNode, exercises: dict[str, float]) -> None:
+    """Every exercise of the checks' registry has its answer cell (grade_id = its name) and its test
+    cell (grade_id test_<name>, with the registry's points), and the lesson has no other test cell."""
+    ids = {cell.metadata["nbgrader"]["grade_id"]: cell.metadata["nbgrader"] for cell in nb.cells}
+    for name, points in exercises.items():
+        test = ids.get(f"test_{name}")
+        if name not in ids or test is None:
+            raise BuildError(f"the checks' registry has exercise {name!r}: the lesson needs cells {name!r} and 'test_{name}'")
+        if float(test.get("points", 0)) != float(points):
+            raise BuildError(f"cell 'test_{name}' gives {test.get('points', 0)} points, the checks' registry {points}")
+    unknown = [gid for gid, meta in ids.items() if meta["grade"] and gid.removeprefix("test_") not in exercises]
+    if unknown:
+        raise BuildError(f"graded cells {unknown} have no exercise in the checks' registry (checks/w3d4_checks/exercises.py)")
+
+
+def referenced_images(nb: nbformat.NotebookNode) -> list[str]:
+    """Local image files that the markdown cells show, in order of first use."""
+    found: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found += [m for m in IMAGE_REF.findall(cell.source) if m not in found]
+    return found
+
+
+def _copy_with_header(src: Path, dst: Path) -> None:
+    note = GENERATED_NOTE.format(source=_rel(src))
+    dst.write_text(f"# {note}\n{src.read_text(encoding='utf-8')}", encoding="utf-8")
+
+
+def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path:
+    """Write course/source/w3d4_part2/ under out_root: the notebook and every file it needs."""
+    nb = source_notebook(source)
+    target = out_root / paths.SOURCE_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in referenced_images(nb):
+        figure = paths.FIGURES / name
+        if not figure.is_file():
+            raise BuildError(f"the lesson shows {name!r}, but {_rel(figure)} does not exist (run `python -m figures`)")
+        shutil.copyfile(figure, target / name)
+    _copy_with_header(paths.TESTS_MODULE, target / paths.TESTS_MODULE.name)
+    for module in sorted(paths.CHECKS_PACKAGE.glob("*.py")):
+        (target / paths.CHECKS_PACKAGE.name).mkdir(exist_ok=True)
+        _copy_with_header(module, target / paths.CHECKS_PACKAGE.name / module.name)
+    _copy_with_header(paths.PART1_MODULE, target / paths.PART1_MODULE.name)
+    _copy_with_header(paths.DIGITS_MODULE, target / paths.DIGITS_MODULE.name)
+    # The checkpoint and its digest are data: copied byte for byte (w3d4_digits checks the digest).
+    for data in (paths.DIGITS_CHECKPOINT, paths.DIGITS_CHECKPOINT.with_name(paths.DIGITS_CHECKPOINT.name + ".sha256")):
+        if not data.is_file():
+            raise BuildError(f"the lesson loads {data.name}, but {_rel(data)} does not exist (run `python -m training`)")
+        shutil.copyfile(data, target / data.name)
+    with open(target / paths.NOTEBOOK_NAME, "w", encoding="utf-8", newline="\n") as f:
+        nbformat.write(nb, f)
+    return target
+
+
+def generate_release(source_dir: Path, release_dir: Path) -> None:
+    """Run the real `nbgrader generate_assignment` in a scratch course and copy out the release."""
+    with tempfile.TemporaryDirectory(prefix="w3d4-course-") as scratch:
+        course = Path(scratch)
+        shutil.copyfile(paths.NBGRADER_CONFIG, course / "nbgrader_config.py")
+        shutil.copytree(source_dir, course / "source" / paths.ASSIGNMENT)
+        result = nbgrader(course, "generate_assignment", paths.ASSIGNMENT, "--force", "--log-level=WARN", check=False)
+        produced = course / "release" / paths.ASSIGNMENT
+        if result.returncode != 0 or not (produced / paths.NOTEBOOK_NAME).is_file():
+            raise BuildError(f"nbgrader generate_assignment failed:\n{result.stdout}\n{result.stderr}")
+        if release_dir.exists():
+            shutil.rmtree(release_dir)
+        shutil.copytree(produced, release_dir)

@@ -1,0 +1,101 @@
+# Generated from checks/w3d4_checks/exercises.py by `python -m grader build`: edit that file, not this one.
+"""The registry: one entry per exercise, in the lesson's order.
+
+An exercise's name is everywhere the same: the grade_id of its answer cell, `test_<name>` for its
+test cell and for the function in w3d4_test that the cell calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .attention import judge_self_attention, probe_self_attention
+from .attention_block import judge_attention_block, probe_attention_block
+from .blocks import (
+    judge_down_block,
+    judge_mid_block,
+    judge_residual_block,
+    judge_up_block,
+    probe_down_block,
+    probe_mid_block,
+    probe_residual_block,
+    probe_up_block,
+)
+from .conv_transpose import BONUS_CLASS, judge_conv_transpose2d, probe_conv_transpose2d
+from .embeddings import judge_sinusoidal_embeddings, probe_sinusoidal_embeddings
+from .groupnorm import judge_groupnorm, probe_groupnorm
+from .seeding import SEED
+from .swish import judge_swish, probe_swish
+from .unet import judge_unet, probe_unet
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise and its check.
+
+    probe(*subjects, seed=, device=, **call) runs the student's code and returns plain data;
+    judge(data, seed=, **call) returns the PASS summary or raises AssertionError (see __init__)."""
+
+    name: str
+    subjects: tuple[str, ...]  # the notebook objects the check takes, in order
+    probe: Callable[..., dict]
+    judge: Callable[..., str]
+    points: float  # 0 for the bonus
+    calls: tuple[dict, ...] = ({},)  # the keyword arguments of each call in the notebook's test cell
+    # Only for blocks whose numbers the autograder also checks with its own weights: what to tell a
+    # student whose block computes other numbers, and the exercises that the block is built on.
+    wiring: str = ""
+    builds_on: tuple[str, ...] = ()
+
+
+EXERCISES: dict[str, Exercise] = {
+    e.name: e
+    for e in (
+        Exercise("groupnorm", ("GroupNorm",), probe_groupnorm, judge_groupnorm, 2,
+                 calls=({"affine": False}, {"affine": True})),
+        Exercise("sinusoidal_embeddings", ("SinusoidalPositionEmbeddings",), probe_sinusoidal_embeddings,
+                 judge_sinusoidal_embeddings, 1),
+        Exercise("swish", ("swish", "SiLU"), probe_swish, judge_swish, 1),
+        Exercise("self_attention", ("SelfAttention",), probe_self_attention, judge_self_attention, 2),
+        Exercise("attention_block", ("AttentionBlock",), probe_attention_block, judge_attention_block, 1),
+        Exercise(
+            "residual_block", ("ResidualBlock",), probe_residual_block, judge_residual_block, 2,
+            wiring="Each round is conv 3x3, then GroupNorm, then SiLU; the step embedding goes through SiLU and "
+            "Linear and is added between the rounds; the shortcut (x, or its 1x1 conv) is added last.",
+        ),
+        Exercise(
+            "down_block", ("DownBlock",), probe_down_block, judge_down_block, 2,
+            calls=({"downsample": True}, {"downsample": False}),
+            wiring="The order is residual block, residual block, attention block; the skip is that output, and the "
+            "4x4 stride-2 conv comes after it.",
+            builds_on=("residual_block",),
+        ),
+        Exercise(
+            "up_block", ("UpBlock",), probe_up_block, judge_up_block, 2,
+            calls=({"upsample": True}, {"upsample": False}),
+            wiring="Concatenate x then skip along the channels (t.cat([x, skip], dim=1)), then residual block, "
+            "residual block, attention block, then the transposed convolution.",
+            builds_on=("residual_block",),
+        ),
+        Exercise(
+            "mid_block", ("MidBlock",), probe_mid_block, judge_mid_block, 1,
+            wiring="The order is residual block, attention block, residual block.",
+            builds_on=("residual_block",),
+        ),
+        Exercise(
+            "unet", ("Unet",), probe_unet, judge_unet, 2,
+            wiring="The step embedding is sinusoidal embedding, Linear, GELU, Linear; then the 7x7 conv, the down "
+            "blocks (keep each skip), the mid block, the up blocks (each takes the last skip not used yet), the "
+            "final residual block and the 1x1 conv.",
+            builds_on=("residual_block", "down_block", "mid_block", "up_block"),
+        ),
+        Exercise("conv_transpose2d", (BONUS_CLASS,), probe_conv_transpose2d, judge_conv_transpose2d, 0),
+    )
+}
+
+
+def run_check(name: str, *subjects, seed: int = SEED, device: Optional[str] = None, **call) -> str:
+    """Probe then judge in this process: the PASS summary, or an AssertionError with the diagnosis."""
+    exercise = EXERCISES[name]
+    return exercise.judge(exercise.probe(*subjects, seed=seed, device=device, **call), seed=seed, **call)
