@@ -21,7 +21,8 @@ import grader.grading.sandbox as sandbox
 from grader import paths
 from grader.grading.plan import Check
 from grader.grading.sandbox import SANDBOX_UID, WEAK, Limits, run_notebook
-from hostile.corpus import SWISH_HANGS, answers, release
+from hostile.attacks import SWISH_HANGS
+from hostile.corpus import answers, release
 from hostile.observe import Listener, host_ip, sandbox_processes
 
 isolated = pytest.mark.skipif(not sandbox.isolation_available(), reason="bubblewrap namespaces are not available here")
