@@ -86,7 +86,7 @@ def _code_sha() -> str:
     digest = hashlib.sha256()
     for root in GRADING_CODE:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(path.relative_to(paths.REPO).as_posix().encode() + b"\0" + path.read_bytes())
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
