@@ -1,20 +1,19 @@
 """Every figure of the lesson, rendered by code: `python -m figures` from the repository root.
 
-`python -m figures --check` renders into a temporary folder and fails if a committed figure is
-missing or differs, byte for byte, from what the code draws now.
-
 Two kinds: matplotlib drawings (DRAWINGS), and block diagrams that mermaid draws in Chromium
-(DIAGRAMS, see figures/diagrams.py). The diagrams are skipped, with the reason, on a machine
-without Chromium or the mermaid library (`diagrams.unavailable()`).
+(DIAGRAMS, see figures/diagrams.py). figures/inputs.json records what each file was drawn from
+(figures/inputs.py): `python -m figures` redraws only the figures whose inputs changed (`--force`:
+all of them), and `python -m figures --check` lists the stale ones and why, without drawing. A
+diagram can be redrawn only where Chromium and the mermaid library are (`diagrams.unavailable()`).
 """
 
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from matplotlib.figure import Figure
 
-from figures import architecture, diagrams, groupnorm, plots, style, trans_conv
+from figures import architecture, diagrams, groupnorm, inputs, plots, style, trans_conv
 
 FOLDER = Path(__file__).resolve().parent
 
@@ -30,58 +29,54 @@ DIAGRAMS: dict[str, str] = diagrams.DIAGRAMS
 ALL: list[str] = [*DRAWINGS, *DIAGRAMS]
 
 
-def render_all(folder: Path = FOLDER, with_diagrams: bool = True) -> list[Path]:
-    """Draw every figure into folder and return the paths written.
-
-    The diagrams are drawn when with_diagrams is true and this machine can draw them.
-    """
+def render(folder: Path, names: list[str]) -> list[Path]:
+    """Draw the named figures into folder, whatever their inputs, and return the paths written."""
     folder = Path(folder)
     paths = []
     with style.house_style():
-        for name, drawing in DRAWINGS.items():
-            style.save(drawing(), folder / name)
-            paths.append(folder / name)
-    if with_diagrams and diagrams.unavailable() is None:
-        paths += diagrams.render(folder)
+        for name in names:
+            if name in DRAWINGS:
+                style.save(DRAWINGS[name](), folder / name)
+                paths.append(folder / name)
+    wanted = [name for name in names if name in DIAGRAMS]
+    if wanted:
+        paths += diagrams.render(folder, wanted)
     return paths
 
 
-def check(folder: Path = FOLDER, with_diagrams: bool = True,
-          fresh: Path | None = None) -> tuple[list[str], list[str]]:
-    """(problems, notes) about the figures in folder, compared with a fresh rendering.
+@dataclass
+class Update:
+    """What `update` did: figures redrawn (with why), left alone, and stale but not drawable here."""
 
-    A problem is a figure that is missing or differs from what the code draws now. Where the
-    diagrams cannot be drawn, each one's file is still checked against its mermaid text. A note is
-    a diagram that differs only because another version of Chromium drew the committed file.
-    fresh: a folder that already holds a fresh rendering (render_all's), to save drawing again.
-    """
+    redrawn: dict[str, list[str]] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+    cannot: dict[str, list[str]] = field(default_factory=dict)
+
+
+def update(folder: Path = FOLDER, force: bool = False) -> Update:
+    """Redraw the figures in folder whose recorded inputs differ from now (all, with force), and
+    record their new inputs in folder/inputs.json. Files of fresh figures are not touched."""
     folder = Path(folder)
-    problems, notes = [], []
-    with tempfile.TemporaryDirectory() as scratch:
-        if fresh is None:
-            drawn = render_all(Path(scratch), with_diagrams)
+    manifest = inputs.load(folder)
+    now = {name: inputs.current(name) for name in ALL}
+    result = Update()
+    for name in ALL:
+        reasons = inputs.why_stale(name, manifest.get(name), now[name], folder)
+        if force and not reasons:
+            reasons = ["--force"]
+        if not reasons:
+            result.left.append(name)
+        elif name in DIAGRAMS and diagrams.unavailable():
+            result.cannot[name] = reasons
         else:
-            names = ALL if with_diagrams else DRAWINGS
-            drawn = [Path(fresh) / name for name in names if (Path(fresh) / name).exists()]
-        for path in drawn:
-            committed = folder / path.name
-            if not committed.exists():
-                problems.append(f"{path.name} (missing)")
-            elif committed.read_bytes() != path.read_bytes():
-                browser = path.name in DIAGRAMS and diagrams.only_the_browser_differs(committed, path)
-                if browser:
-                    notes.append(f"{path.name} ({browser})")
-                else:
-                    problems.append(f"{path.name} (stale)")
-    if with_diagrams and not any(path.name in DIAGRAMS for path in drawn):  # not drawable here
-        for name in DIAGRAMS:
-            if not (folder / name).exists():
-                problems.append(f"{name} (missing)")
-            elif diagrams.drawn_from_other_text(folder / name):
-                problems.append(f"{name} (stale: drawn from other mermaid text)")
-    return problems, notes
+            result.redrawn[name] = reasons
+    for path in render(folder, list(result.redrawn)):
+        manifest[path.name] = {**now[path.name], "file": inputs.digest(path.read_bytes())}
+    manifest = {name: entry for name, entry in manifest.items() if name in ALL}
+    inputs.save(manifest, folder)
+    return result
 
 
-def stale(folder: Path = FOLDER, with_diagrams: bool = True) -> list[str]:
-    """Names of figures in folder that are missing or differ from a fresh rendering."""
-    return check(folder, with_diagrams)[0]
+def check(folder: Path = FOLDER) -> dict[str, list[str]]:
+    """{figure: why it is stale} for the figures in folder; {} when all are up to date."""
+    return inputs.check(folder)

@@ -11,9 +11,9 @@ Drawing needs Debian's Chromium (/usr/bin/chromium), Playwright's Python package
 library (`npm ci --prefix figures/mermaid`, the version that JupyterLab 4.6.6 bundles). Labels are
 measured with matplotlib's copy of DejaVu Sans, loaded as a web font, so the layout does not depend
 on the fonts installed on the machine, and ids are fixed: drawing twice with the same Chromium gives
-the same bytes. Another Chromium version may place text a fraction of a pixel elsewhere, so each
-file records the Chromium that drew it and a digest of its mermaid text (`stamp`), which
-`python -m figures --check` reads even on a machine that cannot draw.
+the same bytes. Each file's first comment names the Chromium that drew it and a digest of its
+mermaid text (`stamp`). Whether a file is up to date is decided from its recorded inputs
+(figures/inputs.py), which needs no browser.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
 import xml.etree.ElementTree as ET
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +32,7 @@ import matplotlib
 FOLDER = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
 MERMAID_JS = FOLDER / "mermaid" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+MERMAID_LOCK = FOLDER / "mermaid" / "package-lock.json"
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -149,6 +152,9 @@ def unavailable() -> str | None:
         return "the playwright Python package is missing (pip install -r requirements.txt)"
     if not MERMAID_JS.exists():
         return "the mermaid library is missing (run `npm ci --prefix figures/mermaid`)"
+    if mermaid_version() != locked_mermaid_version():
+        return (f"mermaid {mermaid_version()} is installed but package-lock.json asks for "
+                f"{locked_mermaid_version()} (run `npm ci --prefix figures/mermaid`)")
     return None
 
 
@@ -164,7 +170,31 @@ def source_digest(name: str) -> str:
 
 
 def mermaid_version() -> str:
+    """The version of the installed mermaid library."""
     return json.loads((MERMAID_JS.parents[1] / "package.json").read_text())["version"]
+
+
+def locked_mermaid_version() -> str:
+    """The version of mermaid that figures/mermaid/package-lock.json installs; known without it."""
+    return json.loads(MERMAID_LOCK.read_text())["packages"]["node_modules/mermaid"]["version"]
+
+
+def chromium_version() -> str | None:
+    """This machine's Chromium version ("156.0.8078.114"), read from `chromium --version` without
+    starting a browser, or None where there is none."""
+    return _version_of(str(CHROMIUM))
+
+
+@lru_cache(maxsize=None)
+def _version_of(chromium: str) -> str | None:
+    if not Path(chromium).exists():
+        return None
+    try:
+        out = subprocess.run([chromium, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"\b(\d+\.\d+\.\d+\.\d+)\b", out)
+    return found[1] if found else None
 
 
 STAMP = re.compile(
@@ -177,24 +207,6 @@ def stamp(path: Path) -> dict[str, str] | None:
     """What a diagram file says it was drawn from: source digest, mermaid and Chromium versions."""
     found = STAMP.search(Path(path).read_text(encoding="utf-8")[:600])
     return found.groupdict() if found else None
-
-
-def drawn_from_other_text(path: Path) -> bool:
-    """Whether a committed diagram file was drawn from other mermaid text or settings than now.
-
-    Needs no browser, so it runs everywhere; it cannot see a change of the mermaid library.
-    """
-    found = stamp(path)
-    return found is None or found["source"] != source_digest(Path(path).name)
-
-
-def only_the_browser_differs(committed: Path, fresh: Path) -> str | None:
-    """Why two drawings of a diagram differ when the sole cause is another Chromium, or None."""
-    old, new = stamp(committed), stamp(fresh)
-    if old and new and old["chromium"] != new["chromium"] and {**old, "chromium": ""} == {**new, "chromium": ""}:
-        return (f"drawn with Chromium {old['chromium']}; this machine's Chromium {new['chromium']} lays "
-                "it out differently (run `python -m figures` to redraw it here)")
-    return None
 
 
 def tidy(svg: str, name: str, chromium: str) -> str:

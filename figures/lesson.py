@@ -6,6 +6,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_MODULE = "w3d4_part2_unet_solution"
+# The lesson code the figures compute from: part 2's solution and part 1's, which it builds on
+# (`DiffusionModel`). figures/inputs.py records a digest of each with every figure drawn from them.
+# The grader's tests module, which the solution also imports, computes nothing they draw.
+SOURCES = [ROOT / "solutions" / f"{SOLUTION_MODULE}.py",
+           ROOT / "solutions" / "w3d4_part1_diffusion_training_solution.py"]
 
 
 def solution():

@@ -1,16 +1,22 @@
 """The committed figures are up to date, and what they show agrees with torch.
 
-The figures are drawn by `figures/` (`python -m figures` re-renders them all). These tests check
-that the files in the repository are exactly what the code draws now, and, independently of the
-drawing code, that the U-Net figure shows a real Unet's tensors, the transposed convolution
-figure shows torch's numbers, and each block diagram shows every label of its mermaid text.
+The figures are drawn by `figures/`, and figures/inputs.json records what each file was drawn from:
+its code, its data and its renderer (figures/inputs.py). These tests check that the recorded inputs
+are those of today's code, without drawing; that a change marks exactly the figures it affects and
+that `python -m figures` redraws those and touches nothing else; that what is redrawn comes out as
+committed; and, independently of the drawing code, that the U-Net figure shows a real Unet's
+tensors, the transposed convolution figure shows torch's numbers, and each block diagram shows
+every label of its mermaid text.
 
-The block diagrams are drawn by mermaid in Chromium; their tests are skipped, with the reason,
-where Chromium or the mermaid library (`npm ci --prefix figures/mermaid`) is missing.
+The block diagrams are drawn by mermaid in Chromium; the one test that draws them is skipped, with
+the reason, where Chromium or the mermaid library (`npm ci --prefix figures/mermaid`) is missing.
 """
 
+import json
+import os
 import re
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from itertools import combinations
@@ -22,58 +28,185 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 import figures
-from figures import architecture, diagrams, groupnorm, style, trans_conv
+from figures import __main__ as cli
+from figures import architecture, diagrams, groupnorm, inputs, lesson, style, trans_conv
 from grader import paths
 from grader.lesson.build import IMAGE_REF, source_notebook
 
 SVG = "{http://www.w3.org/2000/svg}"
 NO_DIAGRAMS = diagrams.unavailable()
 needs_diagrams = pytest.mark.skipif(NO_DIAGRAMS is not None, reason=f"block diagrams not drawn: {NO_DIAGRAMS}")
+FIRST_DIAGRAM = next(iter(figures.DIAGRAMS))
+PLOTS = ["w3d4_silu.png", "w3d4_pos_embedding_heatmap.png", "w3d4_pos_embedding_dots.png"]
+LONG_AGO = 1_000_000_000  # seconds since 1970: an mtime no redraw can leave behind
 
 
-def drawable(names) -> list:
-    """pytest parameters, one per figure; a diagram's is skipped where diagrams cannot be drawn."""
-    return [pytest.param(name, marks=needs_diagrams) if name in figures.DIAGRAMS else name for name in names]
-
-
-@pytest.fixture(scope="module")
-def fresh(tmp_path_factory) -> Path:
-    """Every figure rendered now, into a temporary folder."""
-    folder = tmp_path_factory.mktemp("figures")
-    figures.render_all(folder)
+def copy_figures(folder: Path, names=figures.ALL) -> Path:
+    """The committed figures and figures/inputs.json, copied into folder with an old mtime."""
+    for name in [*names, inputs.MANIFEST]:
+        shutil.copyfile(figures.FOLDER / name, folder / name)
+        os.utime(folder / name, (LONG_AGO, LONG_AGO))
     return folder
 
 
-# (a) the committed files are not stale
+def files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """(mtime in ns, bytes) of every file in folder."""
+    return {path.name: (path.stat().st_mtime_ns, path.read_bytes()) for path in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("name", drawable(figures.ALL))
-def test_committed_figure_matches_a_fresh_render(fresh, name):
-    committed = figures.FOLDER / name
-    assert committed.exists(), f"figures/{name} is missing: run `python -m figures`"
-    browser = name in figures.DIAGRAMS and diagrams.only_the_browser_differs(committed, fresh / name)
-    if browser:  # the text is checked by test_diagram_file_was_drawn_from_the_current_mermaid_text
-        pytest.skip(f"figures/{name}: {browser}")
-    assert committed.read_bytes() == (fresh / name).read_bytes(), (
-        f"figures/{name} is stale: run `python -m figures` and commit the result"
-    )
+def without_chromium_version(svg: bytes) -> bytes:
+    """A diagram file less the full Chromium version in its stamp comment."""
+    return re.sub(rb"Chromium [\d.]+ -->", b"Chromium -->", svg)
 
 
-def test_rendering_twice_gives_the_same_bytes(fresh, tmp_path):
-    written = figures.render_all(tmp_path)
-    assert len(written) == len(figures.DRAWINGS) + (0 if NO_DIAGRAMS else len(figures.DIAGRAMS))
-    for path in written:
-        assert path.read_bytes() == (fresh / path.name).read_bytes(), path.name
+# (a) the committed files are up to date, and only changed inputs redraw a figure
 
 
-def test_check_names_stale_and_missing_files(fresh, tmp_path):
-    for name in figures.DRAWINGS:
-        shutil.copy(fresh / name, tmp_path / name)
-    assert figures.stale(tmp_path, with_diagrams=False) == []
-    names = list(figures.DRAWINGS)
-    (tmp_path / names[0]).write_bytes((tmp_path / names[0]).read_bytes() + b"\n")
-    (tmp_path / names[1]).unlink()
-    assert figures.stale(tmp_path, with_diagrams=False) == [f"{names[0]} (stale)", f"{names[1]} (missing)"]
+@pytest.mark.parametrize("name", figures.ALL)
+def test_committed_figure_is_up_to_date(name):
+    """Compares the recorded inputs with today's: no drawing, no browser."""
+    reasons = inputs.check(names=[name]).get(name)
+    assert not reasons, f"figures/{name} is stale: {'; '.join(reasons)}: run `python -m figures` and commit"
+
+
+def test_the_manifest_is_sorted_json_naming_every_figure_and_no_machine_path():
+    text = (figures.FOLDER / inputs.MANIFEST).read_text(encoding="utf-8")
+    manifest = inputs.load()
+    assert text == json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    assert sorted(manifest) == sorted(figures.ALL)
+    for name, entry in manifest.items():
+        assert set(entry) <= {"code", "data", "renderer", "file"}, name
+        for key in [*entry["code"], *entry.get("data", {})]:
+            assert key == "mermaid text" or re.fullmatch(r"(figures|solutions)/\w+\.py", key), (name, key)
+
+
+def test_the_lesson_sources_are_the_files_the_figures_import():
+    assert Path(lesson.solution().__file__).resolve() in lesson.SOURCES
+    part1 = sys.modules["w3d4_part1_diffusion_training_solution"]
+    assert Path(part1.__file__).resolve() in lesson.SOURCES
+
+
+def test_a_chromium_patch_release_leaves_the_diagrams_fresh_and_a_new_major_does_not(monkeypatch):
+    major = inputs.load()[FIRST_DIAGRAM]["renderer"]["chromium"]
+    monkeypatch.setattr(diagrams, "chromium_version", lambda: f"{major}.0.9999.999")
+    assert inputs.check() == {}
+    monkeypatch.setattr(diagrams, "chromium_version", lambda: f"{int(major) + 1}.0.1000.1")
+    changed = [f"renderer changed (chromium {major} -> {int(major) + 1})"]
+    assert inputs.check() == {name: changed for name in figures.DIAGRAMS}
+
+
+def copy_sources(root: Path) -> Path:
+    """The files the digests read (figures/*.py and the lesson solution), copied under root."""
+    for path in [*figures.FOLDER.glob("*.py"), *lesson.SOURCES]:
+        target = root / path.relative_to(lesson.ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return root
+
+
+SOLUTION = lesson.SOURCES[0].relative_to(lesson.ROOT).as_posix()
+
+
+@pytest.mark.parametrize("path, old, new, stale, reason", [
+    ("figures/trans_conv.py", "STRIDE = 1", "STRIDE = 2", ["w3d4_unet_trans_conv.png"],
+     "code changed (figures/trans_conv.py)"),
+    ("figures/plots.py", "STEPS = 50", "STEPS = 60", PLOTS, "code changed (figures/plots.py)"),
+    ("figures/style.py", '"font.size": 9,', '"font.size": 10,', list(figures.DRAWINGS),
+     "code changed (figures/style.py)"),
+    ("figures/diagrams.py", "SCALE = 0.75", "SCALE = 0.8", list(figures.DIAGRAMS),
+     "code changed (figures/diagrams.py)"),
+    # The mermaid texts are each diagram's data, not the code of all six.
+    ("figures/diagrams.py", "Attention Block", "Attention", [], None),
+    (SOLUTION, "def swish(", "def swish_(", ["w3d4_unet_architecture.svg", *PLOTS],
+     f"data changed ({SOLUTION})"),
+    ("figures/inputs.py", "MANIFEST = ", "MANIFEST=", [], None),  # bookkeeping draws nothing
+])
+def test_an_edit_marks_exactly_the_figures_it_draws_stale(tmp_path, path, old, new, stale, reason):
+    root = copy_sources(tmp_path)
+    assert inputs.check(root=root) == {}
+    source = (root / path).read_text(encoding="utf-8")
+    assert old in source
+    (root / path).write_text(source.replace(old, new), encoding="utf-8")
+    assert inputs.check(root=root) == {name: [reason] for name in stale}
+
+
+def test_editing_one_diagrams_text_marks_that_diagram_stale_and_check_says_why(monkeypatch, capsys):
+    text = figures.DIAGRAMS[FIRST_DIAGRAM]
+    monkeypatch.setitem(figures.DIAGRAMS, FIRST_DIAGRAM, text.replace("Output", "Result"))
+    assert inputs.check() == {FIRST_DIAGRAM: ["data changed (mermaid text)"]}
+    monkeypatch.setattr(sys, "argv", ["python -m figures", "--check"])
+    assert cli.main() == 1
+    assert f"{FIRST_DIAGRAM} is stale: data changed (mermaid text)" in capsys.readouterr().err
+
+
+def test_an_unchanged_run_rewrites_no_file(tmp_path):
+    folder = copy_figures(tmp_path)
+    before = files(folder)
+    done = figures.update(folder)
+    assert (done.redrawn, done.cannot, done.left) == ({}, {}, figures.ALL)
+    assert files(folder) == before
+
+
+def test_only_the_stale_drawings_are_redrawn_and_they_come_out_as_committed(tmp_path):
+    folder = copy_figures(tmp_path)
+    trans_conv_png, silu = "w3d4_unet_trans_conv.png", "w3d4_silu.png"
+    (folder / trans_conv_png).write_bytes(b"edited by hand")
+    (folder / silu).unlink()
+    before = files(folder)
+    done = figures.update(folder)
+    assert done.redrawn == {
+        trans_conv_png: [f"the file is not the one drawn (its digest is not the one in {inputs.MANIFEST})"],
+        silu: ["missing"],
+    }
+    after = files(folder)
+    for name in figures.ALL:
+        if name in done.redrawn:
+            assert after[name][1] == (figures.FOLDER / name).read_bytes(), name
+        else:
+            assert after[name] == before[name], f"{name} was rewritten"
+    assert after[inputs.MANIFEST][1] == (figures.FOLDER / inputs.MANIFEST).read_bytes()
+
+
+def test_every_drawing_redrawn_here_is_byte_for_byte_the_committed_file(tmp_path):
+    """What the recorded inputs promise for the matplotlib figures: the same inputs, the same bytes."""
+    for path in figures.render(tmp_path, list(figures.DRAWINGS)):
+        assert path.read_bytes() == (figures.FOLDER / path.name).read_bytes(), path.name
+
+
+def test_without_chromium_fresh_diagrams_pass_and_stale_ones_are_left_and_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(diagrams, "CHROMIUM", Path("/nonexistent/chromium"))
+    assert diagrams.chromium_version() is None and "/nonexistent/chromium is missing" in diagrams.unavailable()
+    assert inputs.check() == {}
+    folder = copy_figures(tmp_path)
+    text = figures.DIAGRAMS[FIRST_DIAGRAM]
+    monkeypatch.setitem(figures.DIAGRAMS, FIRST_DIAGRAM, text.replace("Output", "Result"))
+    before = files(folder)
+    done = figures.update(folder)
+    assert (done.redrawn, done.cannot) == ({}, {FIRST_DIAGRAM: ["data changed (mermaid text)"]})
+    assert files(folder) == before
+
+
+@needs_diagrams
+def test_diagrams_redrawn_in_chromium_are_svgs_with_every_label_as_committed(tmp_path):
+    """Draws all six in this machine's Chromium, through `python -m figures`'s own path."""
+    folder = copy_figures(tmp_path)
+    for name in figures.DIAGRAMS:
+        (folder / name).unlink()
+    done = figures.update(folder)
+    assert done.redrawn == {name: ["missing"] for name in figures.DIAGRAMS}
+    assert done.left == list(figures.DRAWINGS)
+    manifest = inputs.load(folder)
+    for name in figures.DIAGRAMS:
+        drawn = folder / name
+        root = ET.parse(drawn).getroot()
+        assert root.tag == f"{SVG}svg" and root.get("id") == diagrams.svg_id(name)
+        missing = mermaid_labels(figures.DIAGRAMS[name]) - svg_words(drawn)
+        assert not missing, f"{name} lacks the words {sorted(missing)}"
+        assert manifest[name] == {**inputs.current(name), "file": inputs.digest(drawn.read_bytes())}
+        # Drawn by a Chromium of the recorded major version, so the same picture (figures/inputs.py).
+        assert manifest[name]["renderer"] == inputs.load()[name]["renderer"]
+        committed = (figures.FOLDER / name).read_bytes()
+        assert without_chromium_version(drawn.read_bytes()) == without_chromium_version(committed), name
 
 
 def test_no_date_or_version_in_the_files():
@@ -81,35 +214,6 @@ def test_no_date_or_version_in_the_files():
         data = (figures.FOLDER / name).read_bytes()
         for marker in (b"Matplotlib v", b"<dc:date>", b"Software"):
             assert marker not in data, f"{name} contains {marker!r}"
-
-
-def test_without_chromium_the_diagrams_are_checked_against_their_mermaid_text(monkeypatch, tmp_path):
-    monkeypatch.setattr(diagrams, "CHROMIUM", Path("/nonexistent/chromium"))
-    assert "/nonexistent/chromium is missing" in diagrams.unavailable()
-    drawn, committed = tmp_path / "drawn", tmp_path / "committed"
-    drawn.mkdir(), committed.mkdir()
-    assert [path.name for path in figures.render_all(drawn)] == list(figures.DRAWINGS)
-    for name in figures.ALL:
-        shutil.copy(figures.FOLDER / name, committed / name)
-    assert figures.check(committed, fresh=drawn) == ([], [])
-    first = next(iter(figures.DIAGRAMS))
-    monkeypatch.setitem(figures.DIAGRAMS, first, figures.DIAGRAMS[first].replace("Output", "Result"))
-    assert figures.check(committed, fresh=drawn) == ([f"{first} (stale: drawn from other mermaid text)"], [])
-
-
-@needs_diagrams
-def test_a_diagram_drawn_by_another_chromium_is_a_note_not_a_problem(fresh, tmp_path):
-    for name in figures.ALL:
-        shutil.copy(fresh / name, tmp_path / name)
-    name = next(iter(figures.DIAGRAMS))
-    text = (tmp_path / name).read_text()
-    version = diagrams.stamp(tmp_path / name)["chromium"]
-    moved = text.replace(f"Chromium {version}", "Chromium 1.2.3").replace('x="', 'x="1', 1)
-    (tmp_path / name).write_text(moved)
-    problems, notes = figures.check(tmp_path, fresh=fresh)
-    assert problems == [] and len(notes) == 1 and "drawn with Chromium 1.2.3" in notes[0]
-    (tmp_path / name).write_text(moved.replace("mermaid 11.", "mermaid 10."))  # not only the browser
-    assert figures.check(tmp_path, fresh=fresh)[0] == [f"{name} (stale)"]
 
 
 # (b) the architecture figure shows the tensors of a real Unet
@@ -298,14 +402,6 @@ def svg_words(path: Path) -> Counter:
 def test_diagram_shows_every_label_of_its_mermaid_text(name):
     missing = mermaid_labels(figures.DIAGRAMS[name]) - svg_words(figures.FOLDER / name)
     assert not missing, f"{name} lacks the words {sorted(missing)} (did mermaid draw an error?)"
-
-
-@pytest.mark.parametrize("name", list(figures.DIAGRAMS))
-def test_diagram_file_was_drawn_from_the_current_mermaid_text(name):
-    """Runs without a browser: catches mermaid text edited but not redrawn."""
-    assert not diagrams.drawn_from_other_text(figures.FOLDER / name), (
-        f"figures/{name} was drawn from other mermaid text: run `python -m figures`"
-    )
 
 
 @pytest.mark.parametrize("name", list(figures.DIAGRAMS))
