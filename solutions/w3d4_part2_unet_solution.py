@@ -863,9 +863,11 @@ if MAIN:
 #
 # By default this section does not train. It loads weights that were trained with the same
 # settings (by `python -m training` in the course repository) into *your* `Unet`. The weights are
-# matched to your layers in the order your modules create them, so a Unet that follows the
-# diagrams can take them whatever you named its attributes; the loader then checks that your
-# network computes what the trained one did.
+# matched to your layers by shape, in the order your forward pass first uses them (as the autograder
+# does), so a Unet that follows the diagrams can take them whatever you named its attributes and
+# in whatever order you created them, with separate or fused attention projections; the loader then
+# checks that your network computes what the trained one did. (The trained layers all have biases,
+# so an attention without biases cannot take them: train your own.)
 #
 # To train your own from scratch instead, insert a cell right after the next one containing
 # `TRAIN_NOW = True`, and run the cells from there on. (The lesson's own cells are read-only; cells

@@ -1,8 +1,8 @@
 """The lesson's Unet assembled from torch built-ins, for speed comparisons and as a second reference.
 
 Same architecture, same parameters in the same registration order as the solution's `Unet` (so
-`w3d4_digits.load_checkpoint` and `match_parameters` move weights between the two), but every
-from-scratch piece is replaced by PyTorch's own: `nn.GroupNorm`, `F.silu`,
+`w3d4_digits.match_parameters` moves weights between the two, and `load_checkpoint` loads the
+shipped ones), but every from-scratch piece is replaced by PyTorch's own: `nn.GroupNorm`, `F.silu`,
 `F.scaled_dot_product_attention` and `nn.ConvTranspose2d`. `benchmarks/unet_step_vs_builtins.py`
 times the two side by side.
 """
