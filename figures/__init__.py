@@ -9,24 +9,11 @@ diagram can be redrawn only where Chromium and the mermaid library are (`diagram
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from matplotlib.figure import Figure
-
-from figures import architecture, diagrams, groupnorm, inputs, plots, style, trans_conv
+from figures import diagrams, inputs, style
+from figures.catalogue import ALL, DIAGRAMS, DRAWINGS
 
 FOLDER = Path(__file__).resolve().parent
-
-# File name -> function drawing it. The lesson refers to these names.
-DRAWINGS: dict[str, Callable[[], Figure]] = {
-    "w3d4_unet_architecture.svg": architecture.draw,
-    "w3d4_unet_trans_conv.png": trans_conv.draw,
-    "w3d4_unet_groupnorm.png": groupnorm.draw,
-    **plots.DRAWINGS,
-}
-# File name -> mermaid text.
-DIAGRAMS: dict[str, str] = diagrams.DIAGRAMS
-ALL: list[str] = [*DRAWINGS, *DIAGRAMS]
 
 
 def render(folder: Path, names: list[str]) -> list[Path]:

@@ -29,7 +29,7 @@ from types import ModuleType
 
 import matplotlib
 
-from figures import diagrams, lesson
+from figures import catalogue, diagrams, lesson
 
 ROOT = lesson.ROOT
 FOLDER = Path(__file__).resolve().parent
@@ -47,9 +47,7 @@ def _rel(path: Path) -> str:
 
 def modules(name: str) -> list[ModuleType]:
     """The figures/ modules that draw figure `name`, its own first, then the others by name."""
-    import figures
-
-    start = diagrams if name in figures.DIAGRAMS else sys.modules[figures.DRAWINGS[name].__module__]
+    start = diagrams if name in catalogue.DIAGRAMS else sys.modules[catalogue.DRAWINGS[name].__module__]
     found, todo = {start.__name__: start}, [start]
     while todo:
         for value in list(vars(todo.pop()).values()):
@@ -84,10 +82,8 @@ def code(name: str, root: Path = ROOT) -> dict[str, str]:
 
 def data(name: str, root: Path = ROOT) -> dict[str, str]:
     """{what: digest} of what figure `name` shows; see the module docstring."""
-    import figures
-
-    if name in figures.DIAGRAMS:
-        return {"mermaid text": digest(figures.DIAGRAMS[name].strip().encode())}
+    if name in catalogue.DIAGRAMS:
+        return {"mermaid text": digest(catalogue.DIAGRAMS[name].strip().encode())}
     if lesson in modules(name):
         return {_rel(path): digest((Path(root) / _rel(path)).read_bytes()) for path in lesson.SOURCES}
     return {}
@@ -109,9 +105,7 @@ def renderer(name: str) -> dict[str, str | None]:
     compared. What this cannot see (a system library under Debian's Chromium, say) shows up when
     a diagram is redrawn: `python -m figures --force`, or the browser test in tests/test_figures.py.
     """
-    import figures
-
-    if name in figures.DIAGRAMS:
+    if name in catalogue.DIAGRAMS:
         version = diagrams.chromium_version()
         return {"chromium": version.split(".")[0] if version else None,
                 "font": digest(diagrams.FONT.read_bytes()),
@@ -170,11 +164,9 @@ def why_stale(name: str, recorded: dict | None, now: dict, folder: Path = FOLDER
 
 def check(folder: Path = FOLDER, root: Path = ROOT, names: list[str] | None = None) -> dict[str, list[str]]:
     """{figure: reasons} for every stale figure in folder, its sources read under root."""
-    import figures
-
     manifest = load(folder)
     stale = {}
-    for name in figures.ALL if names is None else names:
+    for name in catalogue.ALL if names is None else names:
         reasons = why_stale(name, manifest.get(name), current(name, root), folder)
         if reasons:
             stale[name] = reasons

@@ -15,7 +15,7 @@ SOURCES = [ROOT / "solutions" / f"{SOLUTION_MODULE}.py",
 
 def solution():
     """Import the lesson source as a module (it imports the tests module and part 1's module)."""
-    for folder in (ROOT / "grader", ROOT / "solutions"):
+    for folder in (ROOT / "checks", ROOT / "solutions"):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
     return importlib.import_module(SOLUTION_MODULE)

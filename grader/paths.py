@@ -19,6 +19,7 @@ CHECKS_PACKAGE = CHECKS / "w3d4_checks"
 PART1_MODULE = SOLUTIONS / "w3d4_part1_diffusion_training_solution.py"
 # The "Does it work?" section: its module and the pretrained checkpoint (`python -m training` writes it).
 DIGITS_MODULE = REPO / "training" / "w3d4_digits.py"
+PAIRING_MODULE = REPO / "training" / "w3d4_pairing.py"  # w3d4_digits loads the checkpoint through it
 DIGITS_CHECKPOINT = REPO / "training" / "w3d4_unet_digits.safetensors"
 NBGRADER_CONFIG = COURSE / "nbgrader_config.py"
 

@@ -13,6 +13,7 @@ from torch import nn
 import correct
 import training  # noqa: F401  (makes w3d4_digits importable)
 import w3d4_digits as digits
+import w3d4_pairing as pairing
 import w3d4_part2_unet_solution as solution
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,8 +61,8 @@ def test_the_stated_order_of_use_is_the_solutions():
     model = fresh_unet()
     assert [name for name, _ in params] == [name for name, _ in model.named_parameters()]
     created = list(dict.fromkeys(name.rpartition(".")[0] for name, _ in params))
-    used = digits.layers_in_order_of_use(model, fingerprint["input"][:1], fingerprint["steps"][:1])
-    assert tuple(created.index(name) for name, _ in used) == digits.CHECKPOINT_LAYERS_IN_ORDER_OF_USE
+    used = pairing.layers_in_order_of_use(model, fingerprint["input"][:1], fingerprint["steps"][:1])
+    assert tuple(created.index(name) for name, _ in used) == pairing.CHECKPOINT_LAYERS_IN_ORDER_OF_USE
 
 
 def test_the_order_of_use_counts_calls_that_compute_not_shapes_or_aliases():
@@ -80,7 +81,7 @@ def test_the_order_of_use_counts_calls_that_compute_not_shapes_or_aliases():
             x = x @ transposed  # a use of the alias is one of middle.weight
             return self.last(x) + self.middle.bias
 
-    layers = digits.layers_in_order_of_use(Probe(), t.ones(1, 2))
+    layers = pairing.layers_in_order_of_use(Probe(), t.ones(1, 2))
     assert [name for name, _ in layers] == ["", "middle", "last"]
 
 

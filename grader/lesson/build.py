@@ -186,6 +186,7 @@ def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path
         _copy_with_header(module, target / paths.CHECKS_PACKAGE.name / module.name)
     _copy_with_header(paths.PART1_MODULE, target / paths.PART1_MODULE.name)
     _copy_with_header(paths.DIGITS_MODULE, target / paths.DIGITS_MODULE.name)
+    _copy_with_header(paths.PAIRING_MODULE, target / paths.PAIRING_MODULE.name)
     # The checkpoint and its digest are data: copied byte for byte (w3d4_digits checks the digest).
     for data in (paths.DIGITS_CHECKPOINT, paths.DIGITS_CHECKPOINT.with_name(paths.DIGITS_CHECKPOINT.name + ".sha256")):
         if not data.is_file():
