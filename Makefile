@@ -3,6 +3,7 @@
 #   make test   run the whole test suite
 # Both create the virtual environment .venv/ first when it is missing. Conda users who activated
 # the environment from environment.yml pass PYTHON=python to use it instead.
+# `make student` creates .venv-student/, the students' environment: the lesson and Jupyter, no nbgrader.
 
 PYTHON ?= .venv/bin/python
 VENV_READY := .venv/.installed
@@ -14,12 +15,25 @@ endif
 # mermaid (npm), which `python -m figures` runs in Chromium to draw the block diagrams.
 MERMAID := figures/mermaid/node_modules/.package-lock.json
 
-.PHONY: run test test-fast build figures check system-deps solution
+.PHONY: run test test-fast build figures check system-deps solution student
 
 $(VENV_READY): requirements.txt
 	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version'
 	test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The students' environment: what the lesson needs and none of the instructor tools (no nbgrader
+# sidebar or Formgrader menu in their JupyterLab, no test tools).
+STUDENT_READY := .venv-student/.installed
+
+student: $(STUDENT_READY)
+	@echo "Open the lesson with: .venv-student/bin/jupyter lab notebooks/w3d4_part2/"
+
+$(STUDENT_READY): requirements-student.txt
+	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version'
+	test -x .venv-student/bin/python || python3 -m venv .venv-student
+	.venv-student/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-student.txt
 	touch $@
 
 run: $(ENV) system-deps
