@@ -12,7 +12,7 @@ import json
 import nbformat
 import pytest
 
-from grader import intake
+from grader.grading import intake
 
 UNREADABLE = "graded as an unanswered notebook"
 

@@ -73,9 +73,10 @@ def notebook_code(path: Path) -> str:
 
 def release_imports() -> dict[str, list[str]]:
     """Third-party module -> the released files that import it."""
-    local = {p.stem for p in RELEASE.glob("*.py")}
+    # the modules beside the notebook, and the packages (the checks library)
+    local = {p.stem for p in RELEASE.glob("*.py")} | {p.parent.name for p in RELEASE.glob("*/__init__.py")}
     sources = {paths.NOTEBOOK_NAME: notebook_code(RELEASE / paths.NOTEBOOK_NAME)}
-    sources |= {p.name: p.read_text(encoding="utf-8") for p in sorted(RELEASE.glob("*.py"))}
+    sources |= {p.relative_to(RELEASE).as_posix(): p.read_text(encoding="utf-8") for p in sorted(RELEASE.rglob("*.py"))}
     found: dict[str, list[str]] = {}
     for name, source in sources.items():
         for module in imported_modules(source):

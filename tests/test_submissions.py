@@ -9,7 +9,7 @@ import re
 import zipfile
 import pytest
 
-from grader import submissions
+from grader.grading import submissions
 
 NB = "{}"  # what is in a notebook does not matter here
 UNSAFE = "was not extracted: its path is unsafe (absolute, with '..', or a link)."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader import verdicts
+from grader.grading import verdicts
 
 clean = verdicts.clean_message
 MAX = verdicts.MAX_MESSAGE
