@@ -7,6 +7,7 @@ import ast
 import copy
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -268,3 +269,34 @@ def test_passes_on_cuda(name, kwargs, implementation):
     assert "error" not in data, data.get("error")
     assert_plain(data)
     judge(data, name, kwargs)
+
+
+# An old interpreter or torch ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pretend, message",
+    [
+        ("import sys; sys.version_info = (3, 10, 12, 'final', 0)",
+         "VersionError: The W3D4 tests need Python 3.11 or newer, and this kernel runs Python 3.10.12."),
+        ("import torch; torch.__version__ = '2.0.1+cpu'",
+         "VersionError: The W3D4 tests need torch 2.1 or newer, and this kernel has torch 2.0.1+cpu."),
+    ],
+)
+def test_an_old_python_or_torch_gets_one_clear_line(pretend: str, message: str):
+    """What Jupyter shows (`_render_traceback_`) when the tests are imported on a kernel too old for them."""
+    code = (
+        f"{pretend}\n"
+        "try:\n    import w3d4_test\n"
+        "except ImportError as error:\n    print(error._render_traceback_())\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=Path(w3d4_test.__file__).parent, capture_output=True,
+                           text=True, timeout=120)
+    lines = ast.literal_eval(shown.stdout.strip())
+    assert len(lines) == 1 and lines[0].startswith(message), shown.stdout + shown.stderr
+
+
+def test_a_kernel_new_enough_imports_the_tests():
+    shown = subprocess.run([sys.executable, "-c", "import w3d4_test; print(len(w3d4_test.__dict__) > 0)"],
+                           cwd=Path(w3d4_test.__file__).parent, capture_output=True, text=True, timeout=120)
+    assert shown.stdout.strip() == "True", shown.stderr
