@@ -31,16 +31,16 @@
 #
 # ## Contents
 #
-# 1. [The U-Net](#the-u-net)
-# 2. [The DDPM model](#the-ddpm-model) and its blocks: down, mid, up, residual, attention
-# 3. [Group normalisation](#group-normalisation)
-# 4. [Sinusoidal step embeddings](#sinusoidal-step-embeddings)
-# 5. [The sigmoid linear unit](#the-sigmoid-linear-unit)
-# 6. [Self-attention over two spatial dimensions](#self-attention-over-two-spatial-dimensions)
-# 7. [Transposed convolution](#transposed-convolution)
-# 8. [Assembling the U-Net](#assembling-the-u-net)
-# 9. [Does it work?](#does-it-work)
-# 10. [Bonus: a transposed convolution from scratch](#bonus-a-transposed-convolution-from-scratch)
+# 1. [The U-Net](#The-U-Net)
+# 2. [The DDPM model](#The-DDPM-model) and its blocks: down, mid, up, residual, attention
+# 3. [Group normalisation](#Group-normalisation)
+# 4. [Sinusoidal step embeddings](#Sinusoidal-step-embeddings)
+# 5. [The sigmoid linear unit](#The-sigmoid-linear-unit)
+# 6. [Self-attention over two spatial dimensions](#Self-attention-over-two-spatial-dimensions)
+# 7. [Transposed convolution](#Transposed-convolution)
+# 8. [Assembling the U-Net](#Assembling-the-U-Net)
+# 9. [Does it work?](#Does-it-work?)
+# 10. [Bonus: a transposed convolution from scratch](#Bonus:-a-transposed-convolution-from-scratch)
 
 # %% [markdown]
 # ## The U-Net
@@ -522,7 +522,7 @@ if MAIN:
 #
 # You implemented `Conv2d` earlier in the course; its transposed version works along similar
 # lines. To keep today's main path short we use PyTorch's built-in here, and you can write your own
-# in the [bonus section](#bonus-a-transposed-convolution-from-scratch) at the end. If the operation
+# in the [bonus section](#Bonus:-a-transposed-convolution-from-scratch) at the end. If the operation
 # still feels mysterious, the pictures in chapter 4 of
 # [A guide to convolution arithmetic for deep learning](https://arxiv.org/abs/1603.07285) (Dumoulin
 # and Visin) are the best explanation we know.
@@ -536,7 +536,7 @@ ConvTranspose2d = nn.ConvTranspose2d
 # %% [markdown]
 # ## Assembling the U-Net
 #
-# Now implement each block from its diagram in [The DDPM model](#the-ddpm-model). Use your own
+# Now implement each block from its diagram in [The DDPM model](#The-DDPM-model). Use your own
 # `GroupNorm`, `SiLU`, `SelfAttention` and `SinusoidalPositionEmbeddings`; for convolutions and
 # linear layers use `nn.Conv2d`, `nn.Linear` and the `ConvTranspose2d` above.
 #
