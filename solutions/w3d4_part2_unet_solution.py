@@ -25,9 +25,17 @@
 # You will write every new piece from scratch in PyTorch, then assemble them bottom-up.
 #
 # **How to work through this notebook.** Fill in each cell that says `# YOUR CODE HERE` and
-# delete the `raise NotImplementedError()` line. The cell after each exercise calls a test from
-# `w3d4_test`; it prints one line starting with `PASS` when your code is right, and otherwise
-# stops with a message naming the most likely mistake. Run the cells in order from the top.
+# delete the `raise NotImplementedError()` line. The cell after each exercise runs tests from
+# `w3d4_test`: each check prints one line starting with `PASS` when your code is right, and
+# otherwise stops with a message naming the most likely mistake. A few test cells run two checks,
+# one per setting, and print one PASS line for each: group norm with and without `affine`, the
+# down block with and without downsampling, the up block with and without upsampling. Run the
+# cells in order from the top.
+#
+# The tests deliberately use images whose height differs from their width. With square images,
+# code that mixes up height and width (in a `rearrange`, a `reshape` or a size it computes) still
+# produces tensors of the right shape, and the mistake can go unnoticed; when the two sizes differ,
+# it shows up as a wrong shape or wrong numbers.
 #
 # ## Contents
 #
@@ -163,6 +171,10 @@
 # with one group, self-attention with 4 heads, plus the input"/></p>
 #
 # We start with the new low-level pieces and then build up to the whole network.
+#
+# **Setup.** The next cell imports what the lesson needs. You need Python 3.11 or newer and
+# PyTorch 2.1 or newer: the tests read code objects' `co_qualname` (new in Python 3.11) and call
+# `scaled_dot_product_attention` with its `scale` argument (new in PyTorch 2.1).
 
 # %%
 from typing import Optional, Union
@@ -441,8 +453,10 @@ if MAIN:
 #
 # Your transformer attended along one sequence dimension. An image has two, height and width.
 # Every pixel is a token whose features are its channels, and every pixel attends to every pixel
-# of the same image (so the cost grows with the square of the number of pixels, which is why the
-# network only uses attention at small resolutions in practice).
+# of the same image, so the cost grows with the square of the number of pixels. Large models
+# therefore often keep attention to their low resolutions, where there are few pixels. The `Unet`
+# of this lesson keeps it simple and has an attention block in every down block, in the mid block
+# and in every up block, as the diagrams show.
 #
 # Implement multi-head self-attention on `(batch, channels, height, width)` tensors, with no
 # causal mask. The usual recipe, per head: project each pixel to a query, a key and a value, take
