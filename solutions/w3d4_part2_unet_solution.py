@@ -25,22 +25,30 @@
 # You will write every new piece from scratch in PyTorch, then assemble them bottom-up.
 #
 # **How to work through this notebook.** Fill in each cell that says `# YOUR CODE HERE` and
-# delete the `raise NotImplementedError()` line. The cell after each exercise calls a test from
-# `w3d4_test`; it prints one line starting with `PASS` when your code is right, and otherwise
-# stops with a message naming the most likely mistake. Run the cells in order from the top.
+# delete the `raise NotImplementedError()` line. The cell after each exercise runs tests from
+# `w3d4_test`: each check prints one line starting with `PASS` when your code is right, and
+# otherwise stops with a message naming the most likely mistake. A few test cells run two checks,
+# one per setting, and print one PASS line for each: group norm with and without `affine`, the
+# down block with and without downsampling, the up block with and without upsampling. Run the
+# cells in order from the top.
+#
+# The tests deliberately use images whose height differs from their width. With square images,
+# code that mixes up height and width (in a `rearrange`, a `reshape` or a size it computes) still
+# produces tensors of the right shape, and the mistake can go unnoticed; when the two sizes differ,
+# it shows up as a wrong shape or wrong numbers.
 #
 # ## Contents
 #
-# 1. [The U-Net](#the-u-net)
-# 2. [The DDPM model](#the-ddpm-model) and its blocks: down, mid, up, residual, attention
-# 3. [Group normalisation](#group-normalisation)
-# 4. [Sinusoidal step embeddings](#sinusoidal-step-embeddings)
-# 5. [The sigmoid linear unit](#the-sigmoid-linear-unit)
-# 6. [Self-attention over two spatial dimensions](#self-attention-over-two-spatial-dimensions)
-# 7. [Transposed convolution](#transposed-convolution)
-# 8. [Assembling the U-Net](#assembling-the-u-net)
-# 9. [Does it work?](#does-it-work)
-# 10. [Bonus: a transposed convolution from scratch](#bonus-a-transposed-convolution-from-scratch)
+# 1. [The U-Net](#The-U-Net)
+# 2. [The DDPM model](#The-DDPM-model) and its blocks: down, mid, up, residual, attention
+# 3. [Group normalisation](#Group-normalisation)
+# 4. [Sinusoidal step embeddings](#Sinusoidal-step-embeddings)
+# 5. [The sigmoid linear unit](#The-sigmoid-linear-unit)
+# 6. [Self-attention over two spatial dimensions](#Self-attention-over-two-spatial-dimensions)
+# 7. [Transposed convolution](#Transposed-convolution)
+# 8. [Assembling the U-Net](#Assembling-the-U-Net)
+# 9. [Does it work?](#Does-it-work?)
+# 10. [Bonus: a transposed convolution from scratch](#Bonus:-a-transposed-convolution-from-scratch)
 
 # %% [markdown]
 # ## The U-Net
@@ -163,6 +171,10 @@
 # with one group, self-attention with 4 heads, plus the input"/></p>
 #
 # We start with the new low-level pieces and then build up to the whole network.
+#
+# **Setup.** The next cell imports what the lesson needs. You need Python 3.11 or newer and
+# PyTorch 2.1 or newer: the tests read code objects' `co_qualname` (new in Python 3.11) and call
+# `scaled_dot_product_attention` with its `scale` argument (new in PyTorch 2.1).
 
 # %%
 from typing import Optional, Union
@@ -441,8 +453,10 @@ if MAIN:
 #
 # Your transformer attended along one sequence dimension. An image has two, height and width.
 # Every pixel is a token whose features are its channels, and every pixel attends to every pixel
-# of the same image (so the cost grows with the square of the number of pixels, which is why the
-# network only uses attention at small resolutions in practice).
+# of the same image, so the cost grows with the square of the number of pixels. Large models
+# therefore often keep attention to their low resolutions, where there are few pixels. The `Unet`
+# of this lesson keeps it simple and has an attention block in every down block, in the mid block
+# and in every up block, as the diagrams show.
 #
 # Implement multi-head self-attention on `(batch, channels, height, width)` tensors, with no
 # causal mask. The usual recipe, per head: project each pixel to a query, a key and a value, take
@@ -522,7 +536,7 @@ if MAIN:
 #
 # You implemented `Conv2d` earlier in the course; its transposed version works along similar
 # lines. To keep today's main path short we use PyTorch's built-in here, and you can write your own
-# in the [bonus section](#bonus-a-transposed-convolution-from-scratch) at the end. If the operation
+# in the [bonus section](#Bonus:-a-transposed-convolution-from-scratch) at the end. If the operation
 # still feels mysterious, the pictures in chapter 4 of
 # [A guide to convolution arithmetic for deep learning](https://arxiv.org/abs/1603.07285) (Dumoulin
 # and Visin) are the best explanation we know.
@@ -536,7 +550,7 @@ ConvTranspose2d = nn.ConvTranspose2d
 # %% [markdown]
 # ## Assembling the U-Net
 #
-# Now implement each block from its diagram in [The DDPM model](#the-ddpm-model). Use your own
+# Now implement each block from its diagram in [The DDPM model](#The-DDPM-model). Use your own
 # `GroupNorm`, `SiLU`, `SelfAttention` and `SinusoidalPositionEmbeddings`; for convolutions and
 # linear layers use `nn.Conv2d`, `nn.Linear` and the `ConvTranspose2d` above.
 #

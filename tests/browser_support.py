@@ -361,3 +361,89 @@ def save_screenshots(page, folder: Path, scroller: str | None = None) -> list[Pa
             paths.append(folder / f"mermaid_{i:02d}.png")
             diagram.screenshot(path=paths[-1])
     return paths
+
+
+# Internal links. The heading a link means is found by its text, compared loosely (case, spaces
+# and punctuation ignored), so the check does not trust the anchors under test: a link whose
+# anchor matches no heading in a viewer still names the heading it was meant for, and fails.
+_LINK_SETUP = """
+    const internalLinks = () => [...document.querySelectorAll('.jp-RenderedMarkdown a[href^="#"]')]
+        .filter((a) => !a.matches('.anchor-link, .jp-InternalAnchorLink'));
+    const loose = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+    const headingText = (h) => {
+        const copy = h.cloneNode(true);
+        copy.querySelectorAll('.anchor-link, .jp-InternalAnchorLink').forEach((a) => a.remove());
+        return copy.textContent.trim();
+    };
+    // The part of the window where the notebook shows: its scrolling panel in JupyterLab and
+    // Notebook 7, the window itself for the HTML export.
+    const scrollerOf = (el) => el.closest('.jp-WindowedPanel-outer') || document.scrollingElement;
+    const inView = (el) => {
+        const scroller = scrollerOf(el);
+        const frame = scroller === document.scrollingElement
+            ? {top: 0, bottom: innerHeight} : scroller.getBoundingClientRect();
+        const box = el.getBoundingClientRect();
+        const top = Math.max(frame.top, 0), bottom = Math.min(frame.bottom, innerHeight);
+        return box.height > 0 && box.top >= top - 2 && box.bottom <= bottom + 2;
+    };
+"""
+
+# Mark link number i and the heading it means, and scroll so that the link shows and the heading
+# does not: the link at the bottom edge when its heading is further down, at the top edge when up.
+_PLACE_LINK = "([i]) => {" + _LINK_SETUP + """
+    document.querySelectorAll('[data-link-under-test], [data-link-target]').forEach((el) => {
+        el.removeAttribute('data-link-under-test'); el.removeAttribute('data-link-target');
+    });
+    const link = internalLinks()[i];
+    const href = link.getAttribute('href');
+    let wanted = href.slice(1);
+    try { wanted = decodeURIComponent(wanted); } catch (error) {}
+    const matches = [...document.querySelectorAll('.jp-RenderedMarkdown :is(h1, h2, h3, h4, h5, h6)')]
+        .filter((h) => loose(headingText(h)) === loose(wanted));
+    const result = {href, text: link.textContent.trim(), headings: matches.map(headingText)};
+    if (matches.length !== 1) return result;
+    const target = matches[0];
+    link.setAttribute('data-link-under-test', '');
+    target.setAttribute('data-link-target', '');
+    const below = link.compareDocumentPosition(target) & Node.DOCUMENT_POSITION_FOLLOWING;
+    link.scrollIntoView({block: below ? 'end' : 'start'});
+    return {...result, linkInView: inView(link), targetInView: inView(target)};
+}"""
+
+_TARGET_IN_VIEW = "() => {" + _LINK_SETUP + """
+    const target = document.querySelector('[data-link-target]');
+    return !!target && inView(target);
+}"""
+
+_WHERE_IS_TARGET = "() => {" + _LINK_SETUP + """
+    const target = document.querySelector('[data-link-target]');
+    const scroller = scrollerOf(target);
+    return {top: Math.round(target.getBoundingClientRect().top), scrollTop: Math.round(scroller.scrollTop),
+            url: location.hash};
+}"""
+
+
+def count_internal_links(page) -> int:
+    return page.evaluate("() => {" + _LINK_SETUP + " return internalLinks().length; }")
+
+
+def follow_internal_links(page, timeout_ms: float = 2_000) -> list[str]:
+    """Click every internal link of the rendered notebook, each from a place where the heading it
+    means is out of sight; what went wrong, in words (empty when every heading came into view)."""
+    found = []
+    for i in range(count_internal_links(page)):
+        placed = page.evaluate(_PLACE_LINK, [i])
+        name = f"[{placed['text']}]({placed['href']})"
+        if len(placed["headings"]) != 1:
+            found.append(f"{name}: {len(placed['headings'])} headings match it {placed['headings']}")
+            continue
+        if not placed["linkInView"] or placed["targetInView"]:
+            found.append(f"{name}: could not show the link with its heading out of view ({placed})")
+            continue
+        page.locator("[data-link-under-test]").click()
+        try:
+            page.wait_for_function(_TARGET_IN_VIEW, timeout=timeout_ms)
+        except Exception:  # Playwright's TimeoutError
+            where = page.evaluate(_WHERE_IS_TARGET)
+            found.append(f"{name}: {placed['headings'][0]!r} is not in view after the click ({where})")
+    return found

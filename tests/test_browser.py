@@ -5,7 +5,8 @@ the released notebook (notebooks/w3d4_part2/) in JupyterLab, in Notebook 7, and 
 `jupyter nbconvert --to html` exports, with the internet cut off, as for a student offline. Each
 check: every image loaded (natural width > 0) at a sensible size, every ```mermaid block drawn
 as a diagram without an error. Screenshots, one per figure and one of the whole notebook, go to
-out/screenshots/<viewer>/ (SCREENSHOTS below).
+out/screenshots/<viewer>/ (SCREENSHOTS below). And in each viewer, every internal link scrolls to
+the heading it names.
 
 Skipped only when /usr/bin/chromium is missing (`make test` installs it on Debian as root).
 """
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
+import nbformat
+
 from browser_support import (
-    SCREENSHOTS, expected, html_export, inspect, jupyter_lab, offline_page, problems,
-    save_screenshots, wait_until_rendered,
+    SCREENSHOTS, count_internal_links, expected, follow_internal_links, html_export, inspect,
+    jupyter_lab, offline_page, problems, save_screenshots, wait_until_rendered,
 )
 from figures.diagrams import CHROMIUM
 from grader import paths
+from grader.lesson import links
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: the browser tests need Debian's chromium package"
@@ -94,6 +98,32 @@ def test_html_export_shows_every_figure(browser, student_folder, tmp_path, embed
         check_page(page, student_folder / NOTEBOOK, "html-embedded" if embed else "html")
     finally:
         page.context.close()
+
+
+@pytest.mark.parametrize("viewer", ["jupyterlab", "notebook7", "html"])
+def test_every_internal_link_scrolls_to_its_heading(viewer, browser, student_folder, tmp_path, request):
+    """Click each internal link (the contents list and the cross-references), starting with the
+    heading it means out of sight; afterwards that heading must be in view. The lesson's links are
+    checked against the anchors at build time; this checks that the viewers really follow them."""
+    notebook = student_folder / NOTEBOOK
+    lesson_links = links.internal_links(nbformat.read(notebook, as_version=4))
+    assert len(lesson_links) >= 12, f"the lesson should have its contents list and cross-references: {lesson_links}"
+    # A low window, so that even the first entry of the contents list can be shown with the top of
+    # the section it opens out of sight.
+    page = offline_page(browser, height=600)
+    try:
+        if viewer == "html":
+            page.goto(html_export(notebook, tmp_path, "--embed-images").as_uri(), wait_until="domcontentloaded")
+            wait_until_rendered(page, expected(notebook))
+        else:
+            server = request.getfixturevalue("server")
+            page.goto(server.page(f"lab/tree/{NOTEBOOK}" if viewer == "jupyterlab" else f"notebooks/{NOTEBOOK}"))
+            wait_until_rendered(page, expected(notebook), server.url)
+        assert count_internal_links(page) == len(links), f"{viewer} shows a different number of links"
+        found = follow_internal_links(page)
+    finally:
+        page.context.close()
+    assert not found, f"{viewer}: {len(found)} of {len(links)} internal links fail:\n- " + "\n- ".join(found)
 
 
 def test_the_checks_catch_a_broken_image_and_a_mermaid_block_that_is_not_drawn(browser, tmp_path):

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grader import paths
-from grader.lesson import build, generated
+from grader.lesson import build, generated, links
 
 RELEASE_NOTEBOOK = paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
 SOURCE_NOTEBOOK = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
@@ -144,7 +144,55 @@ def test_lesson_and_checks_registry_must_agree(tmp_path: Path, old: str, new: st
     source = tmp_path / "lesson.py"
     source.write_text(text.replace(old, new), encoding="utf-8")
     with pytest.raises(build.BuildError, match=message):
-        build.source_notebook(source)
+        build.write_source_dir(tmp_path / "out", source)
+
+
+def _lesson_with(tmp_path: Path, markdown: str) -> Path:
+    """A lesson source: a title cell, then one markdown cell per paragraph of markdown."""
+    cells = "".join(f"# %% [markdown]\n# {text}\n\n" for text in markdown.split("\n\n"))
+    source = tmp_path / "lesson.py"
+    source.write_text(f"# %% [markdown]\n# # Title\n\n{cells}")
+    return source
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "See [the U-Net](#The-U-Net).\n\n## The U-Net",
+        "[Does it work?](#Does-it-work?) and [the bonus](#Bonus:-from-scratch)\n\n## Does it work?\n\n## Bonus: from scratch",
+        "[Back up](#Title)",
+        'An explicit anchor: [here](#here)\n\n<a id="here"></a>Some text',
+    ],
+    ids=["heading", "punctuation", "title", "explicit-anchor"],
+)
+def test_internal_links_to_the_anchors_the_viewers_generate_build(tmp_path: Path, markdown: str):
+    nb = build.source_notebook(_lesson_with(tmp_path, markdown))
+    assert all(len(link["targets"]) == 1 for link in links.internal_links(nb))
+
+
+@pytest.mark.parametrize(
+    "markdown, message",
+    [
+        # GitHub-style lowercase anchors, as the lesson first had them: no viewer generates them.
+        ("See [the U-Net](#the-u-net).\n\n## The U-Net", r"\[the U-Net\]\(#the-u-net\) points at no heading.*Did you mean #The-U-Net\?"),
+        ("[Does it work?](#Does-it-work)\n\n## Does it work?", r"#Does-it-work\) points at no heading.*Did you mean #Does-it-work\?\?"),
+        # A heading renamed after the link was written.
+        ("[The U-Net](#The-U-Net)\n\n## The whole U-Net", r"points at no heading.*renamed"),
+        ("[The block](#The-block)\n\n### The block\n\n### The block", r"ambiguous: cells \[2, 3\]"),
+        # The export percent-encodes what a URL fragment may not hold; JupyterLab keeps the text.
+        ("[Über](#Über)\n\n## Über", r"the HTML export gives it #%C3%9Cber"),
+    ],
+    ids=["lowercase", "punctuation-dropped", "renamed-heading", "duplicate-heading", "export-disagrees"],
+)
+def test_a_broken_internal_link_fails_the_build(tmp_path: Path, markdown: str, message: str):
+    with pytest.raises(build.BuildError, match=message):
+        build.source_notebook(_lesson_with(tmp_path, markdown))
+
+
+def test_every_link_of_the_lesson_leads_to_one_heading():
+    found = links.internal_links(build.source_notebook())
+    assert len(found) >= 12, "the contents list and the cross-references"
+    assert [link for link in found if len(link["targets"]) != 1] == []
 
 
 def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypatch):

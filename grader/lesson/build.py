@@ -28,6 +28,7 @@ import nbformat
 
 from .. import paths
 from ..course.commands import nbgrader
+from .links import LinkError, check_internal_links
 
 NBGRADER_SCHEMA = 3
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
@@ -109,7 +110,10 @@ def source_notebook(source: Path = paths.LESSON_SOURCE) -> nbformat.NotebookNode
             cell.outputs, cell.execution_count = [], None
     if not nb.cells or nb.cells[0].cell_type != "markdown":
         raise BuildError("the lesson source must start with a markdown cell (the title)")
-    check_exercises(nb, _exercises())
+    try:
+        check_internal_links(nb)
+    except LinkError as error:
+        raise BuildError(str(error)) from None
     note = GENERATED_NOTE.format(source=_rel(source))
     nb.cells[0].source = f"<!-- {note} -->\n{nb.cells[0].source}"
     nb.metadata = nbformat.from_dict(
@@ -171,6 +175,7 @@ def _copy_with_header(src: Path, dst: Path) -> None:
 def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path:
     """Write course/source/w3d4_part2/ under out_root: the notebook and every file it needs."""
     nb = source_notebook(source)
+    check_exercises(nb, _exercises())
     target = out_root / paths.SOURCE_DIR
     if target.exists():
         shutil.rmtree(target)
