@@ -119,11 +119,11 @@ def test_every_internal_link_scrolls_to_its_heading(viewer, browser, student_fol
             server = request.getfixturevalue("server")
             page.goto(server.page(f"lab/tree/{NOTEBOOK}" if viewer == "jupyterlab" else f"notebooks/{NOTEBOOK}"))
             wait_until_rendered(page, expected(notebook), server.url)
-        assert count_internal_links(page) == len(links), f"{viewer} shows a different number of links"
+        assert count_internal_links(page) == len(lesson_links), f"{viewer} shows a different number of links"
         found = follow_internal_links(page)
     finally:
         page.context.close()
-    assert not found, f"{viewer}: {len(found)} of {len(links)} internal links fail:\n- " + "\n- ".join(found)
+    assert not found, f"{viewer}: {len(found)} of {len(lesson_links)} internal links fail:\n- " + "\n- ".join(found)
 
 
 def test_the_checks_catch_a_broken_image_and_a_mermaid_block_that_is_not_drawn(browser, tmp_path):
