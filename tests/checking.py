@@ -32,3 +32,11 @@ def judge(data: dict, name: str, kwargs: dict, seed: int = SEED) -> str:
 
 def check_weights(name: str, data: dict, seed: int = SEED, failed: frozenset = frozenset(), **kwargs) -> None:
     wiring.check_weights(w3d4_checks, name, data, seed, failed, **kwargs)
+
+
+def seeds(first: int, *more: int) -> list:
+    """Seeds for a parametrized test: the first in every run, the others only with the slow tests
+    (`make test`), so that `make test-fast` tries each check once."""
+    import pytest
+
+    return [first, *(pytest.param(seed, marks=pytest.mark.slow) for seed in more)]

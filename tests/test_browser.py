@@ -26,9 +26,12 @@ from figures.diagrams import CHROMIUM
 from grader import paths
 from grader.lesson import links
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: the browser tests need Debian's chromium package"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: the browser tests need Debian's chromium package"
+    ),
+    pytest.mark.slow,  # Jupyter servers and a browser: only in `make test`
+]
 
 RELEASE = paths.REPO / paths.RELEASE_DIR
 NOTEBOOK = paths.NOTEBOOK_NAME

@@ -203,6 +203,7 @@ def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypa
         build.write_source_dir(tmp_path / "out")
 
 
+@pytest.mark.slow  # three whole builds
 def test_rebuild_keeps_a_copy_of_hand_edited_files(tmp_path: Path):
     """A student who worked inside notebooks/w3d4_part2/ and rebuilt loses nothing."""
     generated.build(root=tmp_path)

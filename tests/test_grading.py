@@ -27,6 +27,9 @@ from grader.grading.plan import course_secret
 from grader.grading.verdicts import verdict_path
 from grader.grading.verdicts import SKIP_TAG, Verdict
 
+# Kernels, sandboxes or nbgrader commands: minutes, so only in `make test`.
+pytestmark = pytest.mark.slow
+
 TESTS = ["test_groupnorm", "test_sinusoidal_embeddings", "test_swish", "test_self_attention", "test_attention_block",
          "test_residual_block", "test_down_block", "test_up_block", "test_mid_block", "test_unet"]
 FULL = dict(zip(TESTS, [2, 1, 1, 2, 1, 2, 2, 2, 1, 2]))

@@ -20,6 +20,9 @@ from grader import paths
 from grader.course.commands import tool_env
 from grader.course.workspace import Workspace
 
+# Kernels, sandboxes or nbgrader commands: minutes, so only in `make test`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def workspace(tmp_path: Path) -> Workspace:

@@ -14,6 +14,9 @@ from grader import paths
 from grader.lesson.execute import execute_notebook
 from grader.grading.verdicts import SKIP_TAG
 
+# Kernels, sandboxes or nbgrader commands: minutes, so only in `make test`.
+pytestmark = pytest.mark.slow
+
 
 def graded_cells(nb: nbformat.NotebookNode) -> list:
     return [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")]

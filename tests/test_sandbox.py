@@ -25,6 +25,9 @@ from hostile.attacks import SWISH_HANGS
 from hostile.corpus import answers, release
 from hostile.observe import Listener, host_ip, sandbox_processes
 
+# Kernels, sandboxes or nbgrader commands: minutes, so only in `make test`.
+pytestmark = pytest.mark.slow
+
 isolated = pytest.mark.skipif(not sandbox.isolation_available(), reason="bubblewrap namespaces are not available here")
 LIMITS = Limits(cell_timeout_s=5, notebook_timeout_s=120, memory_bytes=2 * 2**30, processes=64,
                 file_bytes=2**20, output_chars=10_000, tmp_bytes=32 * 2**20)

@@ -145,6 +145,7 @@ def test_an_unfinished_unet_gets_a_message_not_a_traceback(capsys, split):
 # --- training and the quality measure ---------------------------------------------------------
 
 
+@pytest.mark.slow  # trains twice
 def test_training_is_seeded(split):
     config = replace(digits.TRAIN_CONFIG, epochs=2, batch_size=32, seed=3)
     runs = []
@@ -158,6 +159,7 @@ def test_training_is_seeded(split):
     assert all(t.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
 
 
+@pytest.mark.slow  # trains
 def test_a_few_steps_lower_the_loss(split):
     t.manual_seed(0)
     model = digits.build_unet(solution.Unet)
@@ -178,6 +180,7 @@ def test_quality_measure_tells_digits_from_noise(split):
     assert copied == 0, "a training image is its own nearest neighbour"
 
 
+@pytest.mark.slow  # samples 200 denoising steps
 def test_shipped_weights_draw_digits(split):
     """The recorded quality of the shipped weights meets the demo's goal, and a few fresh samples
     from them sit near the digits."""
