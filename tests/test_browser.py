@@ -70,20 +70,12 @@ def check_page(page, notebook: Path, viewer: str, scroller: str | None = None, s
     assert not found, f"{viewer} (screenshots in {folder}):\n- " + "\n- ".join(found)
 
 
-def test_jupyterlab_shows_every_figure(server, browser, student_folder):
+@pytest.mark.parametrize("viewer, path", [("jupyterlab", f"lab/tree/{NOTEBOOK}"), ("notebook7", f"notebooks/{NOTEBOOK}")])
+def test_the_notebook_viewers_show_every_figure(server, browser, student_folder, viewer, path):
     page = offline_page(browser)
     try:
-        page.goto(server.page(f"lab/tree/{NOTEBOOK}"))
-        check_page(page, student_folder / NOTEBOOK, "jupyterlab", ".jp-WindowedPanel-outer", server)
-    finally:
-        page.context.close()
-
-
-def test_notebook7_shows_every_figure(server, browser, student_folder):
-    page = offline_page(browser)
-    try:
-        page.goto(server.page(f"notebooks/{NOTEBOOK}"))
-        check_page(page, student_folder / NOTEBOOK, "notebook7", ".jp-WindowedPanel-outer", server)
+        page.goto(server.page(path))
+        check_page(page, student_folder / NOTEBOOK, viewer, ".jp-WindowedPanel-outer", server)
     finally:
         page.context.close()
 
