@@ -689,3 +689,59 @@ def test_read_submission_that_cannot_be_read(notebooks, tmp_path, kind, reason):
     assert result.notes == [f"The submission could not be read ({reason}): graded as unanswered."]
     assert result.answered == []
     assert notebooks.grade_ids(result.notebook) == notebooks.grade_ids()
+
+
+# ---------------------------------------------------------------------------------------------
+# grade.intake_all: a class, one submission at a time
+# ---------------------------------------------------------------------------------------------
+
+
+def written_notes(path) -> list[str]:
+    return nbformat.read(path, as_version=4).metadata[intake.METADATA_KEY]["notes"]
+
+
+def test_one_submission_that_breaks_the_intake_does_not_stop_the_class(notebooks, tmp_path, monkeypatch):
+    from grader.course import grade
+    from grader.course.workspace import Workspace
+    from grader.grading.submissions import Submission
+
+    for name in ("alice", "bob", "carl"):
+        (tmp_path / f"{name}.ipynb").write_bytes(notebooks.to_bytes(notebooks.student()))
+    read = intake.read_submission
+
+    def read_submission(path):
+        if path.stem == "bob":
+            raise RuntimeError("something no test foresaw.")
+        return read(path)
+
+    monkeypatch.setattr(intake, "read_submission", read_submission)
+    workspace = Workspace(tmp_path / "out")
+    subs = [Submission(n, n, tmp_path / f"{n}.ipynb", [f"note for {n}"]) for n in ("alice", "bob", "carl")]
+    written = grade.intake_all(workspace, subs)
+    assert list(written) == ["alice", "bob", "carl"]
+    assert written_notes(written["bob"]) == [
+        "note for bob",
+        "The grader could not read this notebook: RuntimeError: something no test foresaw. It was graded as "
+        "unanswered; please tell your instructor."]
+    bob = nbformat.read(written["bob"], as_version=4)
+    assert [c.source for c in bob.cells] == [c.source for c in notebooks.release.cells]  # nothing of bob's: 0 points
+    assert (workspace.out / "originals" / "bob" / "bob.ipynb").read_bytes() == (tmp_path / "bob.ipynb").read_bytes()
+    for name in ("alice", "carl"):
+        assert written_notes(written[name]) == [f"note for {name}"]
+        assert notebooks.cell(nbformat.read(written[name], as_version=4), "swish").source.startswith("# answer swish")
+
+
+def test_a_file_name_that_is_not_utf8_is_written(notebooks, tmp_path):
+    import os
+
+    from grader.course import grade
+    from grader.course.workspace import Workspace
+    from grader.grading.submissions import Submission
+
+    path = tmp_path / os.fsdecode(b"al\xefce.ipynb")  # a Latin-1 name on a UTF-8 file system
+    path.write_bytes(notebooks.to_bytes(notebooks.student()))
+    sub = Submission("alce", path.stem, path, [f"The name {path.stem!r} was recorded as student id 'alce'."])
+    written = grade.intake_all(Workspace(tmp_path / "out"), [sub])
+    meta = nbformat.read(written["alce"], as_version=4).metadata[intake.METADATA_KEY]
+    assert meta["original_name"] == "al?ce"
+    assert meta["notes"] == ["The name 'al\\udcefce' was recorded as student id 'alce'."]
