@@ -414,6 +414,17 @@ def test_collect_a_file_that_is_neither(tmp_path, name):
         submissions.collect(tmp_path / name, tmp_path / "scratch")
 
 
+def test_collect_a_folder_that_cannot_be_read(tmp_path, make_tree, monkeypatch):
+    folder = make_tree(tmp_path / "class", {"alice.ipynb": NB})
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(submissions.Path, "iterdir", refuse)
+    with pytest.raises(submissions.SubmissionError, match=r"class could not be read \(\[Errno 13\] Permission denied"):
+        submissions.collect(folder, tmp_path / "scratch")
+
+
 def test_collect_a_single_notebook(tmp_path):
     path = tmp_path / "Zo\u00eb.ipynb"
     path.write_text(NB)

@@ -252,7 +252,15 @@ def _skipped_rows(skipped: dict[str, str], found: list[Submission], top: tuple[s
 
 
 def collect(source: Path, scratch: Path) -> list[Submission]:
-    """Submissions from a folder or a zip (extracted into `scratch`)."""
+    """Submissions from a folder or a zip (extracted into `scratch`). A class that cannot be read at
+    all (a folder the grader may not list, say) stops with a SubmissionError saying so."""
+    try:
+        return _collect(source, scratch)
+    except OSError as error:
+        raise SubmissionError(f"{source} could not be read ({error})") from None
+
+
+def _collect(source: Path, scratch: Path) -> list[Submission]:
     if not source.exists():
         raise SubmissionError(f"{source} does not exist")
     if source.is_dir():
