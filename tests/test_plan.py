@@ -86,12 +86,12 @@ def test_calls_are_read_anywhere_in_the_cell():
         ("test_x-1", "a", ("A",), {}), ("test_x-2", "b", ("B", "C"), {})]
 
 
-@pytest.mark.xfail(strict=True, reason="calls are numbered in ast.walk's breadth-first order, not in the order they "
-                                       "are written: a call nested in `if MAIN:` comes after a later top-level call "
-                                       "(the release's cells have all their calls at one depth, so nothing moves today)")
 def test_calls_are_numbered_in_source_order():
-    source = "if MAIN:\n    w3d4_test.test_a(A)\nw3d4_test.test_b(B)"
-    assert [test for _, test, _, _ in visible(checks.checks_for(one_graded_cell(source)))] == ["a", "b"]
+    source = "if MAIN:\n    w3d4_test.test_a(A)\nw3d4_test.test_b(B)\nif MAIN:\n    for _ in (1,):\n        w3d4_test.test_c(C)"
+    found = checks.checks_for(one_graded_cell(source))
+    assert [(check_id, test) for check_id, test, _, _ in visible(found)] == [
+        ("test_x-1", "a"), ("test_x-2", "b"), ("test_x-3", "c")]
+    assert [c.test for c in found if c.hidden] == ["a", "b", "c"]
 
 
 def test_keyword_arguments_are_literals():
@@ -117,15 +117,14 @@ def test_double_star_keywords_are_left_out():
     assert kwargs == {"k": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="a positional argument that is not a plain name (a literal, an attribute) "
-                                       "is dropped without a word: `test_down_block(DownBlock, True)` becomes a "
-                                       "check of `test_down_block(DownBlock)`, a different test than the notebook runs")
-def test_a_positional_literal_is_not_dropped():
-    try:
-        found = checks.checks_for(one_graded_cell("w3d4_test.test_down_block(DownBlock, True, nn.Module)"))
-    except ValueError:
-        return  # refusing the cell is as good as keeping the argument
-    assert visible(found)[0][2] == ("DownBlock", True, "nn.Module")
+@pytest.mark.parametrize("argument", ["True", "nn.Module", "*blocks", "make()"])
+def test_a_positional_argument_that_is_not_a_name_is_refused_not_dropped(argument):
+    """The probe looks each positional argument up by name in the student's kernel: anything else
+    would be checked as a different test than the notebook runs."""
+    with pytest.raises(ValueError, match=re.escape(f"graded cell 'test_x': in `w3d4_test.test_down_block(DownBlock, "
+                                                   f"{argument})`, the positional argument `{argument}` is not a plain "
+                                                   "name")):
+        checks.checks_for(one_graded_cell(f"w3d4_test.test_down_block(DownBlock, {argument})"))
 
 
 def test_a_graded_cell_without_a_call_is_an_error():

@@ -91,7 +91,9 @@ def test_anything_is_turned_into_text(value, expected):
     assert clean(value) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="the length cap is applied before the formula quote is added, so a long "
-                                       "message that starts with '=' comes out MAX_MESSAGE + 1 characters long (minor)")
-def test_a_quoted_formula_stays_within_the_limit():
-    assert len(clean("=" + "x" * 2 * MAX)) <= MAX
+@pytest.mark.parametrize("length", [MAX - 1, MAX, MAX + 1, 2 * MAX])
+def test_a_quoted_formula_stays_within_the_limit(length):
+    text = "=" + "x" * (length - 1)
+    cleaned = clean(text)
+    assert len(cleaned) <= MAX and cleaned.startswith("'=")
+    assert cleaned == ("'" + text if length < MAX else "'" + text[: MAX - 4] + "...")

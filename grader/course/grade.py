@@ -56,24 +56,45 @@ def graded_cells() -> list[tuple[str, float]]:
     ]
 
 
+def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
+    if sub.notebook is None:
+        result = intake.normalise(b"")
+        result.notes[:] = sub.notes
+        return result
+    notes = list(sub.notes)
+    original = workspace.out / "originals" / sub.student_id / sub.notebook.name
+    try:  # the student's file as they handed it in, kept beside what is graded
+        original.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub.notebook, original)
+    except OSError as error:
+        notes.append(f"The grader could not keep a copy of the submitted file ({error.strerror}).")
+    result = intake.read_submission(sub.notebook)
+    result.notes[:0] = notes
+    return result
+
+
 def intake_all(workspace: Workspace, submissions: list[Submission]) -> dict[str, Path]:
-    """Normalise each submission into nbgrader's submitted/ folder; keep the original beside it."""
+    """Normalise each submission into nbgrader's submitted/ folder; keep the original beside it.
+
+    Each submission is read on its own: an error while reading one (a bug, a file no test foresaw)
+    gives that student the unanswered notebook with a note saying so, and the class goes on."""
     written = {}
     for sub in submissions:
-        if sub.notebook is None:
+        try:
+            result = _intake_one(workspace, sub)
+        except Exception as error:  # noqa: BLE001 - one student's file must not stop everyone's grading
+            detail = clean_message(str(error)).rstrip(".")
             result = intake.normalise(b"")
-            result.notes[:] = sub.notes
-        else:
-            result = intake.read_submission(sub.notebook)
-            result.notes[:0] = sub.notes
-            original = workspace.out / "originals" / sub.student_id / sub.notebook.name
-            original.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sub.notebook, original)
+            result.notes[:] = [*sub.notes, f"The grader could not read this notebook: {type(error).__name__}"
+                                           f"{': ' + detail if detail else ''}. It was graded as unanswered; please "
+                                           "tell your instructor."]
         result.notebook.metadata[METADATA_KEY] = {"normalised": True, "notes": result.notes,
                                                    "original_name": sub.original_name}
         target = workspace.submitted(sub.student_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = nbformat.writes(result.notebook)
+        # A name from a file system that is not UTF-8 can hold undecodable bytes (as lone surrogates),
+        # which UTF-8 cannot write: each becomes "?" instead of stopping the class.
+        text = nbformat.writes(result.notebook).encode("utf-8", "replace").decode("utf-8")
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")  # unchanged files keep their timestamps
         written[sub.student_id] = target

@@ -40,20 +40,34 @@ class Check:
         return {**asdict(self), "args": list(self.args), "seed": seed}
 
 
+def _is_test_call(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "w3d4_test"
+        and node.func.attr.startswith("test_")
+    )
+
+
 def _visible_calls(source: str) -> list[tuple[str, tuple[str, ...], dict]]:
-    """`w3d4_test.test_x(A, B, k=1)` calls in a cell -> [("x", ("A", "B"), {"k": 1})]."""
+    """`w3d4_test.test_x(A, B, k=1)` calls in a cell -> [("x", ("A", "B"), {"k": 1})], in the order
+    they are written (their number is part of each check's id, and so of its seed).
+
+    Positional arguments name the student's objects, which the probe looks up in their kernel;
+    anything else there (a literal, an attribute, `*args`) would be a different test than the
+    notebook runs, so it is refused rather than dropped."""
     calls = []
-    for node in ast.walk(ast.parse(source)):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "w3d4_test"
-            and node.func.attr.startswith("test_")
-        ):
-            args = tuple(a.id for a in node.args if isinstance(a, ast.Name))
-            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
-            calls.append((node.func.attr.removeprefix("test_"), args, kwargs))
+    found = sorted((n for n in ast.walk(ast.parse(source)) if _is_test_call(n)), key=lambda n: (n.lineno, n.col_offset))
+    for node in found:
+        for arg in node.args:
+            if not isinstance(arg, ast.Name):
+                raise ValueError(f"in `{ast.unparse(node)}`, the positional argument `{ast.unparse(arg)}` is not a "
+                                 "plain name: the grader passes only the student's objects, by name; give options "
+                                 "as keywords with literal values")
+        args = tuple(a.id for a in node.args)
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+        calls.append((node.func.attr.removeprefix("test_"), args, kwargs))
     return calls
 
 
@@ -65,7 +79,10 @@ def checks_for(release: nbformat.NotebookNode) -> list[Check]:
         if not meta.get("grade") or cell.cell_type != "code":
             continue
         grade_id = meta["grade_id"]
-        calls = _visible_calls(cell.source)
+        try:
+            calls = _visible_calls(cell.source)
+        except ValueError as error:
+            raise ValueError(f"graded cell {grade_id!r}: {error}") from None
         if not calls:
             raise ValueError(f"graded cell {grade_id!r} calls no w3d4_test test")
         for n, (test, args, kwargs) in enumerate(calls, 1):

@@ -1,14 +1,16 @@
 """Find the submissions in a folder or a zip: `STUDENT.ipynb` files or `STUDENT/` folders.
 
-Zips are extracted safely (no absolute paths, no `..`, no links, bounded size); an unsafe entry is
-skipped but reported, and a skipped notebook still gets a row. A folder or zip
-that holds a single folder (as LMS downloads often do) is looked into. Student ids are made
-safe for file names and nbgrader (`../x` cannot escape the course), and every change to a name
-is reported.
+Zips are extracted safely (no absolute paths, no `..`, no links, bounded size); an unsafe or
+damaged entry is skipped but reported to the student it belongs to, and a skipped notebook of
+nobody else's still gets a row. Links in a class folder are never followed. A folder or zip that
+holds a single folder (as LMS downloads often do) is looked into. Student ids are made safe for
+file names and nbgrader (`../x` cannot escape the course), and every change to a name is reported.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import shutil
 import stat
@@ -32,6 +34,7 @@ class Submission:
     original_name: str
     notebook: Path | None  # None when the folder held no notebook
     notes: list[str] = field(default_factory=list)
+    folder: Path | None = None  # the student's folder, when they submitted one
 
 
 class SubmissionError(Exception):
@@ -46,10 +49,22 @@ def safe_id(name: str) -> str:
     return cleaned[:64] or "student"
 
 
+UNSAFE = "was not extracted: its path is unsafe (absolute, with '..', or a link)."
+
+
 def extract_zip(archive: Path, target: Path) -> list[str]:
-    """Extract members that are plain files inside `target`; return the names of unsafe members
-    (absolute, with `..`, links), which are skipped."""
-    skipped = []
+    """Extract members that are plain files inside `target`; return the names of the members that
+    were skipped: unsafe ones (absolute, with `..`, links) and damaged ones (see `extract`)."""
+    return list(extract(archive, target))
+
+
+def extract(archive: Path, target: Path) -> dict[str, str]:
+    """Extract members that are plain files inside `target`; return {member name: why it was
+    skipped} for the others. A member that cannot be extracted (a bad checksum, a compression or
+    encryption zipfile cannot read, a file and a folder of the same name) is skipped and reported
+    like an unsafe one: the rest of the class is still graded. Only an archive that cannot be read
+    at all, or is too large, stops the run (SubmissionError)."""
+    skipped: dict[str, str] = {}
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as error:
@@ -63,13 +78,38 @@ def extract_zip(archive: Path, target: Path) -> list[str]:
             is_link = stat.S_ISLNK(member.external_attr >> 16)
             if member.is_dir() or is_link or name.is_absolute() or ".." in name.parts or not name.parts:
                 if not member.is_dir():
-                    skipped.append(member.filename)
+                    skipped[member.filename] = f"The zip entry {member.filename!r} {UNSAFE}"
                 continue
-            destination = target.joinpath(*name.parts)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(destination, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            why = _extract_member(zf, member, target.joinpath(*name.parts), archive)
+            if why:
+                skipped[member.filename] = f"The zip entry {member.filename!r} was not extracted: {why}."
     return skipped
+
+
+def _extract_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, destination: Path, archive: Path) -> str | None:
+    """Write one member; None when it was, else why it could not be (nothing of it is left)."""
+    started = False
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src:
+            with open(destination, "wb") as dst:
+                started = True
+                shutil.copyfileobj(src, dst)
+        return None
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        return "the zip holds a file and a folder of the same name"
+    except OSError as error:
+        if error.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+            why = f"its name cannot be a file name here ({error.strerror})"
+        elif error.errno is None:  # a decompressor's complaint (bz2 raises OSError): the data is damaged
+            why = f"it is damaged ({error})"
+        else:  # the disk is full or cannot be written: no later member would fare better
+            raise SubmissionError(f"could not extract {member.filename!r} from {archive}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a bad checksum, an encryption or compression zipfile cannot read
+        why = f"it is damaged or cannot be read ({str(error) or type(error).__name__})"
+    if started:
+        destination.unlink(missing_ok=True)  # half a file is not the student's notebook
+    return why
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -94,12 +134,29 @@ def _is_wrapper(folder: Path) -> bool:
 
 
 def _pick_notebook(folder: Path) -> tuple[Path | None, list[str]]:
-    notebooks = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file())
+    """The notebook to grade in a student's folder. Links are not followed, to files or to folders:
+    a link can point at any file the grader may read (the solutions, another student's work), and
+    what it points at is not what the student handed in."""
+    notebooks: list[Path] = []
+    links: list[Path] = []
+    for root, dirs, files in os.walk(folder):  # os.walk does not enter linked folders
+        here = Path(root)
+        dirs[:] = [d for d in dirs if d != ".ipynb_checkpoints"]
+        for name in files + dirs:
+            path = here / name
+            if not name.endswith(".ipynb"):
+                continue
+            if path.is_symlink():
+                links.append(path)
+            elif name in files and path.is_file():
+                notebooks.append(path)
+    notebooks.sort()
+    notes = [f"{p.relative_to(folder).as_posix()} is a link, not a file: links are not followed, so it was not graded."
+             for p in sorted(links)]
     if not notebooks:
-        return None, ["No notebook was found in the submitted folder: graded as unanswered."]
+        return None, notes + ["No notebook was found in the submitted folder: graded as unanswered."]
     preferred = [p for p in notebooks if p.name == paths.NOTEBOOK_NAME]
     chosen = (preferred or notebooks)[0]
-    notes = []
     if len(notebooks) > 1:
         notes.append(f"The folder held {len(notebooks)} notebooks; {chosen.relative_to(folder).as_posix()} was graded.")
     return chosen, notes
@@ -113,17 +170,22 @@ def _unique(student_id: str, taken: set[str]) -> str:
     return student_id
 
 
-def find_submissions(folder: Path) -> list[Submission]:
-    """One Submission per student in `folder` (already extracted)."""
+def _class_root(folder: Path) -> Path:
+    """The folder that holds the students' files and folders. An LMS zip often wraps everything in
+    one folder: look inside it. (This used to stop at any folder holding a notebook, so a wrapper of
+    student files was graded as one student.)"""
     entries = _visible(folder)
-    # An LMS zip often wraps everything in one folder: look inside it. (This used to stop at any
-    # folder holding a notebook, so a wrapper of student files was graded as one student.)
     while len(entries) == 1 and entries[0].is_dir() and _is_wrapper(entries[0]):
         folder = entries[0]
         entries = _visible(folder)
+    return folder
+
+
+def find_submissions(folder: Path) -> list[Submission]:
+    """One Submission per student in `folder` (already extracted)."""
     found: list[Submission] = []
     taken: set[str] = set()
-    for entry in entries:
+    for entry in _visible(_class_root(folder)):
         if entry.is_file() and entry.suffix != ".ipynb":
             continue
         original = entry.stem if entry.is_file() else entry.name
@@ -133,31 +195,72 @@ def find_submissions(folder: Path) -> list[Submission]:
             found.append(Submission(student_id, original, entry, notes))
         else:
             notebook, more = _pick_notebook(entry)
-            found.append(Submission(student_id, original, notebook, notes + more))
+            found.append(Submission(student_id, original, notebook, notes + more, folder=entry))
     return found
 
 
-def _skipped_rows(skipped: list[str], found: list[Submission]) -> list[Submission]:
-    """Unsafe zip members are never extracted, but no one may vanish without a word: the note goes
-    to the student of the same name, and a notebook of nobody else's becomes a row of its own,
-    graded as unanswered."""
+def _landing(member: str) -> tuple[str, ...] | None:
+    """Where a member would have been written had it been extracted: its path with `..` taken
+    back lexically (never above the zip's top), or None for an absolute path."""
+    name = PurePosixPath(member.replace("\\", "/"))
+    if name.is_absolute():
+        return None
+    parts: list[str] = []
+    for part in name.parts:
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in (".", ""):
+            parts.append(part)
+    return tuple(parts)
+
+
+def _skipped_rows(skipped: dict[str, str], found: list[Submission], top: tuple[str, ...] = ()) -> list[Submission]:
+    """Skipped zip members (unsafe or damaged) are never extracted, but no one may vanish without a
+    word. `top` is the class folder's path in the zip (a wrapper such as `class/`). A member that
+    would have landed inside a student's folder is that student's: the note goes to them, and a
+    folder that held nothing else becomes a row of its own. Any other member is matched by its file
+    name: the note goes to the student of the same name, and a notebook of nobody else's becomes a
+    row of its own. New rows are graded as unanswered; junk (`__MACOSX/`, `._x`) is nobody's."""
     extra: list[Submission] = []
     by_name = {s.original_name: s for s in found}
+    by_folder = {s.folder.name: s for s in found if s.folder is not None}
     taken = {s.student_id for s in found}
-    for member in skipped:
-        note = f"The zip entry {member!r} was not extracted: its path is unsafe (absolute, with '..', or a link)."
+
+    def new_row(original: str, note: str) -> Submission:
+        row = Submission(_unique(safe_id(original), taken), original, None, [note + " Graded as unanswered."])
+        extra.append(row)
+        return row
+
+    for member, note in skipped.items():
+        landing = _landing(member)
+        if landing and any(JUNK.match(part) for part in landing):
+            continue
+        if landing and len(landing) > len(top) + 1 and landing[: len(top)] == top:
+            folder = landing[len(top)]
+            if folder in by_folder:
+                by_folder[folder].notes.append(note)
+            elif not folder.startswith("."):  # hidden folders are not students' (see _visible)
+                by_folder[folder] = new_row(folder, note)
+            continue
         stem = PurePosixPath(member.replace("\\", "/")).name.removesuffix(".ipynb")
         if stem in by_name:
             by_name[stem].notes.append(note)
         elif member.endswith(".ipynb"):
-            student_id = _unique(safe_id(stem), taken)
-            by_name[stem] = Submission(student_id, stem, None, [note + " Graded as unanswered."])
-            extra.append(by_name[stem])
+            by_name[stem] = new_row(stem, note)
     return extra
 
 
 def collect(source: Path, scratch: Path) -> list[Submission]:
-    """Submissions from a folder or a zip (extracted into `scratch`)."""
+    """Submissions from a folder or a zip (extracted into `scratch`). A class that cannot be read at
+    all (a folder the grader may not list, say) stops with a SubmissionError saying so."""
+    try:
+        return _collect(source, scratch)
+    except OSError as error:
+        raise SubmissionError(f"{source} could not be read ({error})") from None
+
+
+def _collect(source: Path, scratch: Path) -> list[Submission]:
     if not source.exists():
         raise SubmissionError(f"{source} does not exist")
     if source.is_dir():
@@ -165,9 +268,9 @@ def collect(source: Path, scratch: Path) -> list[Submission]:
     if zipfile.is_zipfile(source):
         target = scratch / "unzipped"
         target.mkdir(parents=True, exist_ok=True)
-        skipped = extract_zip(source, target)
+        skipped = extract(source, target)
         found = find_submissions(target)
-        return found + _skipped_rows(skipped, found)
+        return found + _skipped_rows(skipped, found, _class_root(target).relative_to(target).parts)
     if source.suffix == ".ipynb":
         return [Submission(safe_id(source.stem), source.stem, source)]
     raise SubmissionError(f"{source} is neither a folder, a zip file nor a notebook")

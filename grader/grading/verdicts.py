@@ -119,9 +119,10 @@ def clean_message(text: str) -> str:
     """Make text from inside the sandbox safe to show: printable, bounded, no spreadsheet formulas."""
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colours from tracebacks
     text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text).strip()
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 3] + "..."
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    quote = "'" if text[:1] in ("=", "+", "-", "@") else ""  # the quote counts towards the limit too
+    if len(quote) + len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - len(quote) - 3] + "..."
+    return quote + text
 
 
 SKIP_TAG = "skip-when-grading"  # lesson cells that earn nothing and take time (the closing demo)
