@@ -179,3 +179,27 @@ def test_concerns_depend_one_way():
 )
 def test_the_cycle_finder_finds_cycles(graph, expected):
     assert cycles(graph) == expected
+
+
+def library_names_used(path: Path) -> set[str]:
+    """The attributes a grader-only module reads from the checks library (passed in as `checks`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.attr for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("checks", "c")
+    }
+
+
+def test_the_grader_uses_only_the_checks_librarys_public_api():
+    import w3d4_checks
+
+    for name in ("weights_run.py", "wiring.py"):
+        used = library_names_used(GRADER_ONLY / name)
+        assert used, f"{name} reads nothing from the library? (the check would be empty)"
+        assert used <= set(w3d4_checks.__all__), (name, sorted(used - set(w3d4_checks.__all__)))
+
+
+def test_the_public_api_check_can_fail(tmp_path: Path):
+    module = tmp_path / "uses_private.py"
+    module.write_text("def f(checks):\n    return checks.judging.is_close(1, 2)\n")
+    assert library_names_used(module) == {"judging"}

@@ -1,4 +1,4 @@
-"""The lesson's Unet assembled from torch built-ins, for speed comparisons and as a second reference.
+"""The lesson's Unet assembled from torch built-ins, for speed comparisons and as a second implementation.
 
 Same architecture, same parameters in the same registration order as the solution's `Unet` (so
 `w3d4_digits.match_parameters` moves weights between the two, and `load_checkpoint` loads the

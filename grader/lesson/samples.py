@@ -51,7 +51,7 @@ for pattern in patterns:
     for path in glob.glob(pattern)[:20]:
         try:
             if path.endswith("solution.py"):
-                exec(open(path).read(), globals())  # steal the reference classes
+                exec(open(path).read(), globals())  # steal the solution's classes
             elif path.endswith(".db"):
                 open(path, "ab").write(b"tampered")
         except Exception as error:
