@@ -880,8 +880,9 @@ if MAIN:
 # matched to your layers by shape, in the order your forward pass first uses them (as the autograder
 # does), so a Unet that follows the diagrams can take them whatever you named its attributes and
 # in whatever order you created them, with separate or fused attention projections; the loader then
-# checks that your network computes what the trained one did. (The trained layers all have biases,
-# so an attention without biases cannot take them: train your own.)
+# checks that your network computes what the trained one did. (The trained layers all have biases.
+# If your attention's projections have none, it still takes the weights, all but the biases it has
+# no place for; the loader says which, and how closely your network then follows the trained one.)
 #
 # To train your own from scratch instead, insert a cell right after the next one containing
 # `TRAIN_NOW = True`, and run the cells from there on. (The lesson's own cells are read-only; cells

@@ -1,8 +1,15 @@
 """The shipped checkpoint fits every correct Unet, as the lesson promises: the loader pairs layers by
 shape in the order a forward pass first uses them, whatever their names and order of creation, and
-refuses a Unet of another shape with one message that names the first layer without a partner."""
+refuses a Unet of another shape with one message that names the first layer without a partner.
+
+An attention whose projections lack biases takes the weights too, as far as it can hold them: it
+then computes exactly what the solution computes with the same biases taken out of the trained
+network (a key bias never matters, a value bias moves into the output's bias), and the loader says
+which biases it lacks."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch as t
@@ -18,10 +25,9 @@ import w3d4_part2_unet_solution as solution
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# Correct answers whose attention projections have no biases, as the lesson allows. The trained
-# network's have biases, and no bias-free layer can stand in for them: a query's bias changes which
-# keys it prefers. The loader refuses these by name.
-WITHOUT_BIASES = ("bias_free_matmul", "conv_bias_free_sdpa", "lucidrains_style")
+# Correct answers whose attention projections lack biases, as the lesson allows: which of the
+# projections "QKVO" have them. Every other correct answer has all four.
+BIASES = {"bias_free_matmul": "", "conv_bias_free_sdpa": "", "lucidrains_style": "O"}
 TOLERANCE = 2e-5  # float32 rounding between implementations (2e-6 measured); a wrong pairing is off by 0.1 or more
 
 
@@ -46,12 +52,44 @@ def expected(probe) -> t.Tensor:
         return model(*probe)
 
 
-def output_with_checkpoint(unet_class, probe) -> t.Tensor:
+def output_with_checkpoint(unet_class, probe, biases: str = "QKVO") -> t.Tensor:
+    """The output on the probe of unet_class with the checkpoint, whose attention has `biases`."""
     model = fresh_unet(unet_class)
     info = digits.load_checkpoint(model, verbose=False)
-    assert info.matches, info
+    assert info.biases == biases and info.as_close_as_it_can, info
+    assert info.matches == (pairing.lost_biases(biases) == ""), info
     with t.no_grad():
         return model(*probe)
+
+
+def solution_without(biases: str) -> nn.Module:
+    """The solution with the checkpoint, whose attentions keep only the `biases` of "QKVO": a missing
+    value bias goes into the output's bias (b_O + W_O b_V) if that one stays, the others become 0."""
+    model = fresh_unet()
+    digits.load_checkpoint(model, verbose=False)
+    with t.no_grad():
+        for attention in (module for module in model.modules() if isinstance(module, solution.SelfAttention)):
+            if "V" not in biases and "O" in biases:
+                attention.W_O.bias += attention.W_O.weight @ attention.W_V.bias
+            for letter in "QKVO":
+                if letter not in biases:
+                    getattr(attention, f"W_{letter}").bias.zero_()
+    return model
+
+
+def attention_with(biases: str, scale: bool = True) -> type:
+    """The solution's SelfAttention with only the `biases` of "QKVO"; without `scale`, it forgets to
+    divide the scores by the square root of the head size."""
+
+    class SelfAttention(solution.SelfAttention):
+        def __init__(self, channels: int, num_heads: int = 4):
+            super().__init__(channels, num_heads)
+            for letter in "QKVO":
+                setattr(self, f"W_{letter}", nn.Linear(channels, channels, bias=letter in biases))
+            if not scale:
+                self.head_size = 1
+
+    return SelfAttention
 
 
 def test_the_stated_order_of_use_is_the_solutions():
@@ -85,19 +123,80 @@ def test_the_order_of_use_counts_calls_that_compute_not_shapes_or_aliases():
     assert [name for name, _ in layers] == ["", "middle", "last"]
 
 
-@pytest.mark.parametrize("name", [name for name in correct.VARIANTS if name not in WITHOUT_BIASES])
-def test_every_correct_unet_reproduces_the_solution_with_the_checkpoint(name, probe, expected):
-    output = output_with_checkpoint(correct.load(name).Unet, probe)
+@pytest.mark.parametrize("name", correct.VARIANTS)
+def test_every_correct_unet_computes_what_the_solution_does_with_the_checkpoint(name, probe, expected):
+    """With all biases, the trained network itself; without some, the solution without them."""
+    biases = BIASES.get(name, "QKVO")
+    output = output_with_checkpoint(correct.load(name).Unet, probe, biases)
+    if biases != "QKVO":
+        with t.no_grad():
+            expected = solution_without(biases)(*probe)
     t.testing.assert_close(output, expected, atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name", WITHOUT_BIASES)
-def test_a_unet_without_attention_biases_is_refused_by_name(name):
+@pytest.mark.parametrize("biases", ["".join(keep) for keep in itertools.product(*("Q-", "K-", "V-", "O-"))])
+def test_the_stated_expected_differences_are_the_solutions(biases):
+    """EXPECTED_DIFFERENCE, recomputed: how far the solution without those biases is from the trained
+    output. Without a key bias, or with the value bias folded into the output's, it is the trained
+    network itself: those are exact."""
+    biases = biases.replace("-", "")
+    _, fingerprint, _ = digits._read_checkpoint(digits.CHECKPOINT)
+    with t.no_grad():
+        output = solution_without(biases)(fingerprint["input"], fingerprint["steps"])
+    difference = (output - fingerprint["output"]).abs().max().item()
+    assert difference == pytest.approx(pairing.expected_difference(biases), abs=1e-4)
+    if pairing.lost_biases(biases) == "":
+        assert difference <= digits.OUTPUT_TOLERANCE
+
+
+@pytest.mark.parametrize("biases", ["QVO", "QKO", "KVO", "QKV", "QK"])
+def test_an_attention_without_some_biases_holds_what_it_can(monkeypatch, probe, expected, biases):
+    """Separate projections without the key bias (exact), the value bias (exact: folded into the
+    output's), the query bias, the output bias, the value and output biases."""
+    with t.no_grad():
+        reference = solution_without(biases)(*probe) if pairing.lost_biases(biases) else expected
+    monkeypatch.setattr(solution, "SelfAttention", attention_with(biases))
+    t.testing.assert_close(output_with_checkpoint(solution.Unet, probe, biases), reference, atol=TOLERANCE, rtol=0)
+
+
+def test_the_student_is_told_which_biases_are_missing(capsys):
+    digits.load_checkpoint(fresh_unet(correct.load("lucidrains_style").Unet))
+    printed = capsys.readouterr().out
+    assert "Note: your attention's query, key and value projections have no bias, unlike the trained network's." in printed
+    assert "The value bias was folded into your output projection's bias" in printed
+    assert ("The trained query bias has no place in your network and was left out, so your network only "
+            "approximates the trained one; to get the real thing, train your own with TRAIN_NOW = True.") in printed
+    assert "differs from the trained network's by up to 0.079, as the lesson's own Unet does without them" in printed
+    assert "WARNING" not in printed
+    info = digits.load_checkpoint(fresh_unet(correct.load("bias_free_matmul").Unet), verbose=False)
+    assert "The trained query, value and output biases have no place in your network" in "\n".join(info.notes)
+    assert info.n_parameters == 152_305 - 4 * (16 + 32 + 32 + 16)  # the 4 biases of each attention: 16, 32, 32, 16 channels
+
+
+def test_a_mistake_beside_the_missing_biases_is_still_reported(monkeypatch):
+    """Unscaled attention scores: more difference than the missing biases explain."""
+    monkeypatch.setattr(solution, "SelfAttention", attention_with("QKV", scale=False))
+    info = digits.load_checkpoint(fresh_unet(), verbose=False)
+    assert info.biases == "QKV" and not info.as_close_as_it_can, info
+    assert "WARNING" in str(info) and "the missing biases explain 0.28" in str(info), info
+
+
+def test_layers_without_biases_elsewhere_are_refused(monkeypatch):
+    """Only the attention's projections may lack biases: a residual block's bias-free convolution
+    has no partner."""
+
+    class BiasFreeResidualBlock(solution.ResidualBlock):
+        def __init__(self, input_channels, output_channels, step_dim, groups):
+            super().__init__(input_channels, output_channels, step_dim, groups)
+            self.conv1 = nn.Conv2d(input_channels, output_channels, kernel_size=3, padding=1, bias=False)
+
+    monkeypatch.setattr(solution, "ResidualBlock", BiasFreeResidualBlock)
     with pytest.raises(digits.ArchitectureMismatch) as refusal:
-        digits.load_checkpoint(fresh_unet(correct.load(name).Unet), verbose=False)
+        digits.load_checkpoint(fresh_unet(), verbose=False)
     message = str(refusal.value)
-    assert message.count("has no partner") == 1, message
-    assert "layer 15 of your forward pass" in message and "all have biases" in message, message
+    assert message.startswith("Your Unet does not fit the checkpoint: layer 4 of your forward pass, "
+                              "downs.0.res1.conv1 (16, 16, 3, 3), has no partner"), message
+    assert "every layer but the attention's projections needs a bias" in message, message
 
 
 def test_layers_created_and_used_in_another_order_load(monkeypatch, probe, expected):
