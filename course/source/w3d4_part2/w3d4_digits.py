@@ -31,16 +31,8 @@ import torch as t
 from einops import rearrange, repeat
 from torch import nn
 
-from w3d4_pairing import (
-    READINGS,
-    ArchitectureMismatch,
-    CheckpointError,
-    checkpoint_layers,
-    layers_in_order_of_use,
-    match_layers,
-    match_parameters,
-    read_layers,
-)
+from w3d4_pairing import (ArchitectureMismatch, CheckpointError, best_pairing, checkpoint_layers, expected_difference,
+                          layers_in_order_of_use, match_parameters, missing_biases_note, pairings_to_try)
 from w3d4_part1_diffusion_training_solution import (
     DiffusionModel,
     NoiseSchedule,
@@ -409,33 +401,50 @@ def _embedding_order(model: nn.Module, steps: t.Tensor, reference: t.Tensor) -> 
 @dataclass
 class LoadedCheckpoint:
     """What `load_checkpoint` found: the training record, and whether the model now reproduces the
-    trained network's output."""
+    trained network's output (or, when its attention lacks biases, comes as close as it can)."""
 
     path: Path
     sha256: str
     unet_config: dict
     train_config: dict
     losses: list[float]
-    n_parameters: int
+    n_parameters: int  # numbers loaded: fewer than the checkpoint's when the attention lacks biases
     max_difference: float
+    biases: str = "QKVO"  # which of the attention's projections have biases
     notes: list[str] = field(default_factory=list)
     record: dict = field(default_factory=dict)  # what the training command measured: seconds, device, quality
 
     @property
     def matches(self) -> bool:
+        """The model computes what the trained network does."""
         return self.max_difference <= OUTPUT_TOLERANCE
+
+    @property
+    def expected_difference(self) -> float:
+        """How far the lesson's Unet is from the trained output without the biases this one lacks."""
+        return expected_difference(self.biases)
+
+    @property
+    def as_close_as_it_can(self) -> bool:
+        """matches, or differs by as much as the lesson's Unet does without the same biases."""
+        return abs(self.max_difference - self.expected_difference) <= OUTPUT_TOLERANCE
 
     def __str__(self) -> str:
         head = (f"Loaded {self.n_parameters:,} parameters from {self.path.name} (SHA-256 {self.sha256[:12]}... verified), "
                 f"trained for {len(self.losses)} steps.")
+        differs = f"your Unet's output differs from the trained network's by up to {self.max_difference:.2g}"
         if self.matches:
             verdict = f"Your Unet reproduces the trained network's output (largest difference {self.max_difference:.1e})."
+        elif self.as_close_as_it_can:
+            verdict = (f"Without those biases {differs}, as the lesson's own Unet does without them: the rest of "
+                       "your network computes what the trained one does.")
         else:
             verdict = (
-                f"WARNING: with these weights your Unet's output differs from the trained network's by up to "
-                f"{self.max_difference:.2g}, so its samples will be poor. The weights fit by shape, but some "
-                "computation differs from the diagrams: check the step embedding's frequencies, the scale of "
-                "the attention scores, and where each block adds the step projection and its shortcut."
+                f"WARNING: with these weights {differs}"
+                + (f" (the missing biases explain {self.expected_difference:.2g})" if self.expected_difference else "")
+                + ", so its samples will be poor. The weights fit by shape, but some computation differs from the "
+                "diagrams: check the step embedding's frequencies, the scale of the attention scores, and where "
+                "each block adds the step projection and its shortcut."
             )
         return "\n".join([head, *(f"Note: {note}." for note in self.notes), verdict])
 
@@ -465,11 +474,12 @@ def load_checkpoint(model: DiffusionModel, path: Union[str, Path] = CHECKPOINT, 
 
     Verifies the file's SHA-256; traces one forward pass on one stored image to find the order in
     which the model first uses its layers; pairs them with the checkpoint's layers of the same shape
-    (`match_layers`, for each of the READINGS, and `match_parameters`), raising ArchitectureMismatch
-    when none fits; reorders the inputs of the layer after the step embedding if the model orders
-    the embedding's channels differently; and keeps the first pairing with which the model
-    reproduces the trained network's output on stored inputs (else the closest). Attaches the noise
-    schedule.
+    (`pairings_to_try`: each reading of w3d4_pairing.READINGS, then the order of creation), raising
+    ArchitectureMismatch when none fits; reorders the inputs of the layer after the step embedding
+    if the model orders the embedding's channels differently; and keeps the first pairing with which
+    the model reproduces the trained network's output on stored inputs, or, when its attention lacks
+    some biases, differs from it by as much as the lesson's Unet without them (`best_pairing`; else
+    the closest). A note names the biases it lacks. Attaches the noise schedule.
     """
     path = Path(path)
     digest = verify_sha256(path)
@@ -480,18 +490,7 @@ def load_checkpoint(model: DiffusionModel, path: Union[str, Path] = CHECKPOINT, 
     model.eval()
     with _explain_stubs("Running the Unet"):
         mine = layers_in_order_of_use(model, images[:1], steps[:1])
-    theirs = checkpoint_layers(params)
-    candidates, refusals = [], []
-    for reading in READINGS:
-        try:
-            candidates.append(match_layers(mine, read_layers(theirs, *reading)))
-        except ArchitectureMismatch as refusal:
-            refusals.append(refusal)
-    with contextlib.suppress(ArchitectureMismatch):
-        candidates.append(match_parameters(model, params))
-    if not candidates:
-        raise max(refusals, key=lambda refusal: refusal.position)  # the one that got furthest
-
+    candidates = pairings_to_try(mine, checkpoint_layers(params), model, params)  # (reading, pairs), lazily
     notes = []
     order, note = _embedding_order(model, fingerprint["embedding_steps"], fingerprint["embedding"])
     if note:
@@ -509,13 +508,9 @@ def load_checkpoint(model: DiffusionModel, path: Union[str, Path] = CHECKPOINT, 
         expected = fingerprint["output"]
         return (output - expected).abs().max().item() if output.shape == expected.shape else math.inf
 
-    differences = []
-    for pairs in candidates:
-        differences.append(load(pairs))
-        if differences[-1] <= OUTPUT_TOLERANCE:
-            break
-    else:
-        load(candidates[differences.index(min(differences))])
+    pairs, biases, difference = best_pairing(candidates, load, OUTPUT_TOLERANCE)
+    if biases != "QKVO":
+        notes.append(missing_biases_note(biases))
     model.noise_schedule = NoiseSchedule(unet_config["max_steps"], device)
     info = LoadedCheckpoint(
         path=path,
@@ -523,8 +518,9 @@ def load_checkpoint(model: DiffusionModel, path: Union[str, Path] = CHECKPOINT, 
         unet_config=unet_config,
         train_config=metadata["train_config"],
         losses=metadata["losses"],
-        n_parameters=sum(value.numel() for _, value in params),
-        max_difference=min(differences),
+        n_parameters=sum(value.numel() for _, value in pairs),
+        max_difference=difference,
+        biases=biases,
         notes=notes,
         record=metadata.get("record", {}),
     )

@@ -4,14 +4,21 @@ which it creates them: by the order in which its forward pass first uses them.
 
 Shipped beside the notebook with w3d4_digits.py, which loads the digits checkpoint through it.
 
-    pairs = match_parameters(model, checkpoint)   # [(your parameter, the checkpoint's tensor)]
+    mine = layers_in_order_of_use(model, images, steps)
+    fits = pairings_to_try(mine, checkpoint_layers(checkpoint), model, checkpoint)  # (reading, pairs)s
+    pairs, biases, difference = best_pairing(fits, load, tolerance)  # load(pairs) -> difference in output
+    # pairs: [(your parameter, the checkpoint's value for it)]
+
+An attention whose projections lack biases takes the trained attention's weights too: a key bias
+never matters, a value bias is folded into the output projection's bias, and a query or output bias
+that has no place to go is left out (`missing_biases_note` says so, `EXPECTED_DIFFERENCE` how much).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import torch as t
 from einops import rearrange
@@ -119,13 +126,80 @@ CHECKPOINT_LAYERS_IN_ORDER_OF_USE = (
 
 ATTENTION_HEADS = 4
 PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")  # the checkpoint's attention layers, named as in the solution
-# Ways a correct Unet may hold the checkpoint's layers, beside other names and another order of
-# creation, as (order, fused, skip_first): its SelfAttention uses queries, keys and values in any
-# `order`, as three layers (fused None) or as one layer with 3C outputs laid out as the einops pattern
-# `fused` says (all queries, then keys, then values; or head by head), and W_O last; its UpBlock
-# concatenates the input then the skip, or the skip first (the autograder accepts both).
-READINGS = [(order, fused, skip_first) for skip_first in (False, True)
-            for fused in (None, "(three n e)", "(n three e)") for order in itertools.permutations(range(3))]
+
+
+class Reading(NamedTuple):
+    """One way a correct Unet may hold the checkpoint's layers, beside other names and another order
+    of creation. Its SelfAttention uses queries, keys and values in any `order`, as three layers
+    (`fused` None) or as one layer with 3C outputs laid out as the einops pattern `fused` says (all
+    queries, then keys, then values; or head by head), and W_O last; its projections have the
+    `biases` of "QKVO" (a fused layer has all three of Q, K, V or none); its UpBlock concatenates the
+    input then the skip, or the skip first (`skip_first`; the autograder accepts both)."""
+
+    order: tuple[int, ...]
+    fused: Optional[str]
+    skip_first: bool
+    biases: str = "QKVO"
+
+    def bare_layers(self) -> int:
+        """How many of one attention's layers have a weight and no bias."""
+        return sum(not set(letters) <= set(self.biases) for letters in [*(["QKV"] if self.fused else "QKV"), "O"])
+
+
+_FUSED_BIASES = ("QKVO", "O", "QKV", "")  # one fused layer holds the biases of Q, K and V, or none
+# Every bias set with all biases first, so that a Unet that has them all never gets a reading without.
+_BIAS_SETS = ["".join(p for p, keep in zip("QKVO", keeps) if keep) for keeps in itertools.product((True, False), repeat=4)]
+READINGS = [Reading(order, fused, skip_first, biases) for biases in _BIAS_SETS for skip_first in (False, True)
+            for fused in (None, "(three n e)", "(n three e)") if fused is None or biases in _FUSED_BIASES
+            for order in itertools.permutations(range(3))]
+
+# How far the trained network's output (the checkpoint's fingerprint) moves when its attention loses
+# these biases (letters of `lost_biases`), measured with the lesson's solution on the CPU in float32
+# (tests/test_checkpoint.py checks these numbers). Any Unet that follows the diagrams and lacks the
+# same biases differs from the fingerprint by as much.
+EXPECTED_DIFFERENCE = {"": 0.0, "Q": 0.07948, "O": 0.28296, "VO": 0.31933, "QO": 0.28432, "QVO": 0.31579}
+
+
+def lost_biases(biases: str) -> str:
+    """The trained attention's biases that projections with only `biases` cannot hold, as letters
+    of "QVO". A key bias is never lost: it adds q . b_K to all of a query's scores, which the softmax
+    ignores. A value bias b_V adds b_V to every pixel that attention mixes (each pixel's attention
+    weights sum to 1), so W_O b_V to the output: folded into the output's bias when there is one."""
+    lost = "" if "Q" in biases else "Q"
+    if "O" not in biases:
+        lost += "O" if "V" in biases else "VO"
+    return lost
+
+
+def expected_difference(biases: str) -> float:
+    """How far the lesson's Unet is from the trained output without the biases that projections with
+    only `biases` of "QKVO" cannot hold: 0 when they hold them all."""
+    return EXPECTED_DIFFERENCE[lost_biases(biases)]
+
+
+def _words(letters: str) -> str:
+    """'QVO' -> 'query, value and output'"""
+    names = [{"Q": "query", "K": "key", "V": "value", "O": "output"}[letter] for letter in letters]
+    return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
+
+
+def missing_biases_note(biases: str) -> str:
+    """One message for a Unet whose attention projections have only `biases` of "QKVO" ('' if all):
+    sentences joined by '. ', without the last full stop."""
+    missing, lost = "".join(p for p in "QKVO" if p not in biases), lost_biases(biases)
+    if not missing:
+        return ""
+    sentences = [f"your attention's {_words(missing)} projection{'s have' if len(missing) > 1 else ' has'} no bias, "
+                 "unlike the trained network's"]
+    if "K" in missing:
+        sentences.append("A missing key bias changes nothing: it shifts all of a query's scores equally")
+    if "V" in missing and "O" in biases:
+        sentences.append("The value bias was folded into your output projection's bias (b_O + W_O b_V, exact)")
+    if lost:
+        sentences.append(f"The trained {_words(lost)} bias{'es have' if len(lost) > 1 else ' has'} no place in your "
+                         f"network and {'were' if len(lost) > 1 else 'was'} left out, so your network only approximates "
+                         "the trained one; to get the real thing, train your own with TRAIN_NOW = True")
+    return ". ".join(sentences)
 
 
 def checkpoint_layers(params: list[tuple[str, t.Tensor]]) -> list[Layer]:
@@ -138,21 +212,35 @@ def checkpoint_layers(params: list[tuple[str, t.Tensor]]) -> list[Layer]:
     return [created[index] for index in CHECKPOINT_LAYERS_IN_ORDER_OF_USE]
 
 
-def read_layers(layers: list[Layer], order: tuple[int, ...], fused: Optional[str], skip_first: bool) -> list[Layer]:
-    """The checkpoint's layers as a Unet of that reading (see READINGS) holds them: each attention's
-    W_Q, W_K, W_V (weight (C, C), bias (C,)) taken in `order`, and fused into one layer (weight
-    (3C, C), bias (3C,)) when `fused` gives the layout; with `skip_first`, the two halves of the
-    input channels swapped in the layers that read an up block's concatenation."""
+def _attention(projections: list[Layer], biases: str) -> list[Layer]:
+    """An attention's W_Q, W_K, W_V, W_O (each weight (C, C), bias (C,)) as projections with only
+    `biases` hold them: a missing value bias folded into the output's bias b_O + W_O b_V (computed in
+    float32) when that one is kept (see `lost_biases`), every other missing bias left out."""
+    (name_o, (w_o, b_o)), b_v = projections[3], projections[2][1][1]
+    if "V" not in biases and "O" in biases:
+        b_o = b_o.float() + w_o.float() @ b_v.float()
+    held = [(name, tensors if letter in biases else tensors[:1]) for letter, (name, tensors) in zip("QKV", projections)]
+    return held + [(name_o, [w_o, b_o] if "O" in biases else [w_o])]
+
+
+def read_layers(layers: list[Layer], order: tuple[int, ...], fused: Optional[str], skip_first: bool,
+                biases: str = "QKVO") -> list[Layer]:
+    """The checkpoint's layers as a Unet of that reading (see Reading) holds them: each attention's
+    W_Q, W_K, W_V (weight (C, C), bias (C,)) with only `biases`, taken in `order`, and fused into one
+    layer (weight (3C, C), bias (3C,) when it has them) when `fused` gives the layout; with
+    `skip_first`, the two halves of the input channels swapped in the layers that read an up block's
+    concatenation."""
     read = []
     for index, (name, tensors) in enumerate(layers):
         attention, _, projection = name.rpartition(".")
         if projection == "W_Q":  # W_Q, W_K, W_V and W_O follow each other in the order of use
-            qkv = [layers[index + i] for i in order]
+            held = _attention(layers[index:index + 4], biases)
+            qkv = [held[i] for i in order]
             if fused:
                 pattern = f"three (n e) ... -> {fused} ..."
-                stacks = zip(*(tensors for _, tensors in qkv))  # (3 weights), (3 biases)
+                stacks = zip(*(tensors for _, tensors in qkv))  # (3 weights), (3 biases) if any
                 qkv = [(f"{attention}.W_QKV", [rearrange(t.stack(s), pattern, n=ATTENTION_HEADS) for s in stacks])]
-            read += [*qkv, layers[index + 3]]
+            read += [*qkv, held[3]]
         elif projection in PROJECTIONS:
             continue
         elif skip_first and name.startswith("ups.") and name.endswith((".res1.conv1", ".res1.shortcut")):
@@ -182,9 +270,9 @@ def _mismatch(mine: list[Layer], theirs: list[Layer], position: int, yours: bool
         f"Your Unet does not fit the checkpoint: {what}. The layers in the order of use:\n" + "\n".join(rows)
         + "\nThe loader pairs your n-th layer of each shape with the checkpoint's n-th layer of that shape, "
         "both in the order the forward pass first uses them, whatever their names and the order you create "
-        "them in. Build the Unet with UNET_CONFIG and follow the diagrams: the trained network's layers all "
-        "have biases (the default of nn.Linear and nn.Conv2d), and its attention may have separate or fused "
-        "projections. Or train your own: add a cell with TRAIN_NOW = True."
+        "them in. Build the Unet with UNET_CONFIG and follow the diagrams: every layer but the attention's "
+        "projections needs a bias (the default of nn.Linear and nn.Conv2d), and the attention may have separate "
+        "or fused projections. Or train your own: add a cell with TRAIN_NOW = True."
     )
     error.position = position if yours else len(mine)
     return error
@@ -229,3 +317,58 @@ def match_parameters(model: nn.Module, checkpoint: list[tuple[str, t.Tensor]]) -
     if len(mine) != len(checkpoint):
         raise ArchitectureMismatch(f"{len(mine)} parameters, the checkpoint has {len(checkpoint)}")
     return [(param, value.reshape(param.shape)) for (_, param), (_, value) in zip(mine, checkpoint)]
+
+
+Pairs = list[tuple[t.Tensor, t.Tensor]]  # (your parameter, the checkpoint's value for it)
+
+
+def pairings_to_try(mine: list[Layer], theirs: list[Layer], model: nn.Module,
+                    checkpoint: list[tuple[str, t.Tensor]]) -> Iterator[tuple[Optional[Reading], Pairs]]:
+    """Every way the checkpoint fits the model, as (reading, pairs), worked out one at a time: the
+    READINGS that `match_layers` accepts, in their order, then the old way (`match_parameters`,
+    reading None). `mine`: the model's layers in the order of use; `theirs`: `checkpoint_layers(
+    checkpoint)`. When none fits, raises the ArchitectureMismatch of the reading that got furthest
+    (the first such, so one with all biases)."""
+    bare = sum(len(tensors) == 1 for _, tensors in mine)  # your layers with a weight and no bias
+    attentions = sum(name.endswith(".W_Q") for name, _ in theirs)
+    refusals, fitted = [], False
+    for reading in READINGS:
+        # Every other layer of the checkpoint has a bias, so a reading without some attention biases
+        # pairs only with as many bare layers. (The readings with all biases always run: their
+        # refusal is the one to show a Unet that fits none.)
+        if reading.biases != "QKVO" and reading.bare_layers() * attentions != bare:
+            continue
+        try:
+            pairs = match_layers(mine, read_layers(theirs, *reading))
+        except ArchitectureMismatch as refusal:
+            refusals.append(refusal)
+            continue
+        fitted = True
+        yield reading, pairs
+    try:
+        pairs = match_parameters(model, checkpoint)
+    except ArchitectureMismatch:
+        if not fitted:
+            raise max(refusals, key=lambda refusal: refusal.position) from None
+    else:
+        yield None, pairs
+
+
+def best_pairing(fits: Iterable[tuple[Optional[Reading], Pairs]], load: Callable[[Pairs], float],
+                 tolerance: float) -> tuple[Pairs, str, float]:
+    """Load `fits` (from `pairings_to_try`) one by one until the model differs from the trained output
+    by what its reading's missing biases explain (`expected_difference`: 0 with all biases), give or
+    take `tolerance`; else the closest to that. `load(pairs)` copies the pairs into the model and
+    returns the largest difference from the trained output. Leaves the chosen pairing loaded;
+    returns (its pairs, its attention's biases, its difference)."""
+    tried = []  # (gap, pairs, biases, difference)
+    for reading, pairs in fits:
+        biases = reading.biases if reading else "QKVO"  # the old way pairs only a Unet with all biases
+        difference = load(pairs)
+        tried.append((abs(difference - expected_difference(biases)), pairs, biases, difference))
+        if tried[-1][0] <= tolerance:
+            break
+    best = min(range(len(tried)), key=lambda i: tried[i][0])
+    if best != len(tried) - 1:
+        load(tried[best][1])
+    return tried[best][1:]

@@ -32,6 +32,17 @@ def block_inputs(seed: int, tag: str, shape: tuple[int, ...]) -> dict[str, torch
     }
 
 
+def _build(data: dict, Block, args: tuple, call: str, device: str, prefix: str = "") -> nn.Module:
+    """Build the student's block, record its trainable parameters (count and shapes under `prefix`)
+    and move it to `device`."""
+    data["stage"] = f"building {call}"
+    block = Block(*args)
+    data[f"{prefix}params"] = count_params(block)
+    data[f"{prefix}param_shapes"] = param_shapes(block)
+    block.to(device)  # not its return value: a student's own `to` may return nothing
+    return block
+
+
 def _check_batch_independence(batched: list[torch.Tensor], alone: list[torch.Tensor], subject: str) -> None:
     """Run alone, the first example must give the first row of the batched output."""
     if not all(is_close(single, full[:1]) for single, full in zip(alone, batched)):
@@ -61,11 +72,7 @@ def probe_residual_block(ResidualBlock, seed: int = SEED, device: Optional[str] 
     def run(data: dict, device: str) -> None:
         for name, (c_in, c_out, groups) in RES_CONFIGS.items():
             call = f"ResidualBlock({c_in}, {c_out}, {STEP_DIM}, {groups})"
-            data["stage"] = f"building {call}"
-            block = ResidualBlock(c_in, c_out, STEP_DIM, groups)
-            data[f"{name}_params"] = count_params(block)
-            data[f"{name}param_shapes"] = param_shapes(block)
-            block.to(device)
+            block = _build(data, ResidualBlock, (c_in, c_out, STEP_DIM, groups), call, device, f"{name}_")
             inputs = {
                 k: v.to(device) for k, v in block_inputs(seed, f"residual/{name}", (BATCH, c_in, *RES_SIZE)).items()
             }
@@ -124,7 +131,7 @@ def judge_residual_block(data: dict, seed: int = SEED) -> str:
             -4 * c_out: "The two GroupNorms should be affine, with a weight and a bias per channel.",
             -linear_params(STEP_DIM, c_out): f"The step embedding needs its own (SiLU, Linear({STEP_DIM}, {c_out})).",
         }
-        check_param_count(int(data[f"{name}_params"]), expected, subject, data[f"{name}param_shapes"], known)
+        check_param_count(int(data[f"{name}_params"]), expected, subject, data[f"{name}_param_shapes"], known)
         check_no_missing_grads(data, f"{name}_missing_grads", subject)
     return (
         "output shapes, parameter counts (1x1 shortcut only when channels change), step embedding used between "
@@ -145,11 +152,7 @@ def probe_down_block(DownBlock, seed: int = SEED, downsample: bool = True, devic
 
     def run(data: dict, device: str) -> None:
         call = f"DownBlock({c_in}, {c_out}, {STEP_DIM}, {groups}, downsample={downsample})"
-        data["stage"] = f"building {call}"
-        block = DownBlock(c_in, c_out, STEP_DIM, groups, downsample)
-        data["params"] = count_params(block)
-        data["param_shapes"] = param_shapes(block)
-        block.to(device)
+        block = _build(data, DownBlock, (c_in, c_out, STEP_DIM, groups, downsample), call, device)
         inputs = {k: v.to(device) for k, v in block_inputs(seed, "down", (BATCH, c_in, *DOWN_SIZE)).items()}
         data["stage"] = f"running {call} on x {fmt(inputs['x'].shape)}"
         result = block(inputs["x"], inputs["emb"])
@@ -252,11 +255,7 @@ def probe_up_block(UpBlock, seed: int = SEED, upsample: bool = True, device: Opt
 
     def run(data: dict, device: str) -> None:
         call = f"UpBlock({dim_in}, {dim_out}, {STEP_DIM}, {groups}, upsample={upsample})"
-        data["stage"] = f"building {call}"
-        block = UpBlock(dim_in, dim_out, STEP_DIM, groups, upsample)
-        data["params"] = count_params(block)
-        data["param_shapes"] = param_shapes(block)
-        block.to(device)
+        block = _build(data, UpBlock, (dim_in, dim_out, STEP_DIM, groups, upsample), call, device)
         inputs = {k: v.to(device) for k, v in block_inputs(seed, "up", (BATCH, dim_out, *UP_SIZE)).items()}
         x, emb, skip = inputs["x"], inputs["emb"], randn(seed, "up/skip", tuple(inputs["x"].shape)).to(device)
         data["stage"] = f"running {call} on x and skip of shape {fmt(x.shape)}"
@@ -373,11 +372,7 @@ def probe_mid_block(MidBlock, seed: int = SEED, device: Optional[str] = None) ->
 
     def run(data: dict, device: str) -> None:
         call = f"MidBlock({mid}, {STEP_DIM}, {groups})"
-        data["stage"] = f"building {call}"
-        block = MidBlock(mid, STEP_DIM, groups)
-        data["params"] = count_params(block)
-        data["param_shapes"] = param_shapes(block)
-        block.to(device)
+        block = _build(data, MidBlock, (mid, STEP_DIM, groups), call, device)
         inputs = {k: v.to(device) for k, v in block_inputs(seed, "mid", (BATCH, mid, *MID_SIZE)).items()}
         data["stage"] = f"running {call} on x {fmt(inputs['x'].shape)}"
         calls: list[str] = []

@@ -113,7 +113,7 @@ def _groupnorm_mistakes(x: torch.Tensor, groups: int, weight, bias, eps: float) 
     mistakes.append(
         (
             lambda: affine(math.sqrt((n - 1) / n) * F.group_norm(x, groups, eps=eps * (n - 1) / n)),
-            f"Your output equals the reference times sqrt((N-1)/N) with N = {n} values per group: you used the "
+            f"Your output equals F.group_norm's times sqrt((N-1)/N) with N = {n} values per group: you used the "
             "unbiased variance (dividing by N-1). Use the biased one, var(..., unbiased=False), as torch does.",
         )
     )
