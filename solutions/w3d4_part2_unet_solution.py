@@ -30,7 +30,9 @@
 # otherwise stops with a message naming the most likely mistake. A few test cells run two checks,
 # one per setting, and print one PASS line for each: group norm with and without `affine`, the
 # down block with and without downsampling, the up block with and without upsampling. Run the
-# cells in order from the top.
+# cells in order from the top. A failing check shows only its message, so read it first; to see
+# what a check looks at, open `w3d4_test.py` beside this notebook: one short function per exercise,
+# each with a docstring (how each decides is in the `w3d4_checks` folder, one file per exercise).
 #
 # The tests deliberately use images whose height differs from their width. With square images,
 # code that mixes up height and width (in a `rearrange`, a `reshape` or a size it computes) still
