@@ -85,8 +85,15 @@ def data(name: str, root: Path = ROOT) -> dict[str, str]:
     if name in catalogue.DIAGRAMS:
         return {"mermaid text": digest(catalogue.DIAGRAMS[name].strip().encode())}
     if lesson in modules(name):
-        return {_rel(path): digest((Path(root) / _rel(path)).read_bytes()) for path in lesson.SOURCES}
+        return {_rel(path): digest(_code((Path(root) / _rel(path)).read_bytes())) for path in lesson.SOURCES}
     return {}
+
+
+def _code(source: bytes) -> bytes:
+    """A lesson file without its comment lines and blank lines: the lesson's prose lives in comments
+    (jupytext's markdown cells), and rewording it changes no figure."""
+    lines = source.replace(b"\r\n", b"\n").split(b"\n")
+    return b"\n".join(line for line in lines if line.strip() and not line.lstrip().startswith(b"#"))
 
 
 def renderer(name: str) -> dict[str, str | None]:

@@ -120,6 +120,8 @@ SOLUTION = lesson.SOURCES[0].relative_to(lesson.ROOT).as_posix()
     (SOLUTION, "def swish(", "def swish_(", ["w3d4_unet_architecture.svg", *PLOTS],
      f"data changed ({SOLUTION})"),
     ("figures/inputs.py", "MANIFEST = ", "MANIFEST=", [], None),  # bookkeeping draws nothing
+    # The lesson's prose (its markdown cells are comments) is in no figure.
+    (SOLUTION, "# **How to work through this notebook.**", "# **How to work through the notebook.**", [], None),
 ])
 def test_an_edit_marks_exactly_the_figures_it_draws_stale(tmp_path, path, old, new, stale, reason):
     root = copy_sources(tmp_path)
