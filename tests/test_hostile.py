@@ -100,7 +100,7 @@ class Graded:
 def graded(tmp_path_factory) -> Graded:
     base = tmp_path_factory.mktemp("hostile")
     out = base / "grading"
-    workspace = Workspace(out)
+    workspace = Workspace(out, limits=LIMITS)  # the same limits as the grading run, hence the same config
     workspace.setup()  # the course exists before the class is graded: plant a canary in it
     (workspace.root / "canary.txt").write_text(CANARY)
     for path in ESCAPES:
