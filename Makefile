@@ -48,7 +48,8 @@ solution: $(ENV)
 test: $(ENV) system-deps $(MERMAID)
 	$(PYTHON) -m pytest
 
-# Everyday work: everything but the tests that grade whole classes (marked slow).
+# Everyday work (about a minute): everything but the tests marked slow, which start kernels, sandboxes,
+# servers, browsers or nbgrader, train, or repeat checks on more seeds.
 test-fast: $(ENV) system-deps $(MERMAID)
 	$(PYTHON) -m pytest -m "not slow"
 
