@@ -1,4 +1,4 @@
-"""Command line: `python -m grader build | run-solution | grade`."""
+"""Command line: `python -m grader build | run-solution | grade | formgrader`."""
 
 from __future__ import annotations
 
@@ -66,11 +66,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
               "(no filesystem or network isolation; verdicts are still computed outside the kernel).", file=sys.stderr)
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout)
     try:
-        grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits)
+        grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits,
+              export=args.export)
     except (SubmissionError, NbgraderError) as error:
         print(f"grading stopped: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_formgrader(args: argparse.Namespace) -> int:
+    from .course.formgrader import FormgraderError, serve
+
+    try:
+        return serve(Path(args.out), args.port)
+    except FormgraderError as error:
+        print(f"formgrader: {error}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--db", help="gradebook database URL (default: SQLite in the workspace)")
     grade.add_argument("--cell-timeout", type=int, default=60, help="seconds one cell may run (default: 60)")
     grade.add_argument("--notebook-timeout", type=int, default=600, help="seconds one notebook may run (default: 600)")
+    grade.add_argument("--export", action="append", choices=["canvas"], default=[],
+                       help="also write grades_canvas.csv, in the layout Canvas's gradebook import expects")
     grade.set_defaults(func=cmd_grade)
+    formgrader = sub.add_parser("formgrader", help="serve nbgrader's formgrader on a graded class (127.0.0.1)")
+    formgrader.add_argument("--out", default=str(paths.REPO / "out" / "grading"),
+                            help="the folder `grade --out` wrote (default: out/grading)")
+    formgrader.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    formgrader.set_defaults(func=cmd_formgrader)
     args = parser.parse_args(argv)
     return args.func(args)
 

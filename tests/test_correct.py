@@ -246,7 +246,7 @@ def test_correct_corpus_earns_every_point_through_the_grader(tmp_path: Path):
     totals: dict[str, list[float]] = {}
     lost = []
     for row in rows:
-        score, max_score = float(row["score"]), float(row["max_score"])
+        score, max_score = float(row["final_score"]), float(row["max_score"])
         earned, available = totals.setdefault(row["student_id"], [0.0, 0.0])
         totals[row["student_id"]] = [earned + score, available + max_score]
         if not math.isclose(score, max_score):

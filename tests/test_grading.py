@@ -67,7 +67,7 @@ def by_test(out: Path) -> dict[str, dict[str, tuple[float, str]]]:
     rows: dict[str, dict[str, tuple[float, str]]] = {}
     with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            rows.setdefault(row["student_id"], {})[row["test"]] = (float(row["score"]), row["diagnostic"])
+            rows.setdefault(row["student_id"], {})[row["test"]] = (float(row["final_score"]), row["diagnostic"])
     return rows
 
 

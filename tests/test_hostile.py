@@ -122,7 +122,7 @@ def graded(tmp_path_factory) -> Graded:
     by_test: dict[str, dict[str, tuple[float, str]]] = {}
     with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            by_test.setdefault(row["student_id"], {})[row["test"]] = (float(row["score"]), row["diagnostic"])
+            by_test.setdefault(row["student_id"], {})[row["test"]] = (float(row["final_score"]), row["diagnostic"])
     print(f"\nhostile class: {len(rows)} submissions graded in {seconds:.0f} s")
     return Graded(workspace, rows, seconds, course_before, tree_digest(workspace.root, RECORDS), repo_before,
                   repo_digest(), processes_before, sandbox_processes(), listener.peers, totals, by_test)

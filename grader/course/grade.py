@@ -1,25 +1,23 @@
 """Grade a class: intake, sandboxed runs in parallel, one nbgrader pass, feedback and reports.
 
-    python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL]
+    python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL] [--export canvas]
 
 1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
    verdict is cached per notebook, so a killed run resumes where it stopped.
 3. nbgrader (one process, the only writer to the gradebook): `autograde` with our preprocessors
    picks the cached verdicts up, then `generate_feedback` and `export`.
-4. Reports: `grades.csv` (nbgrader's export), `grades_by_test.csv`, a summary table, a histogram.
+4. Reports, all read from the gradebook (see reports.py): `grades.csv` (nbgrader's export),
+   `grades_by_test.csv`, `summary.json`, a summary table, a histogram, and the exports asked for.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import queue
 import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -32,28 +30,13 @@ from ..grading.plan import course_secret
 from ..grading.sandbox import Limits
 from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, verdict_path
+from . import reports
 from .commands import NbgraderError
+from .reports import Row
 from .workspace import Workspace
 
 SAMPLE_CLASS = paths.REPO / paths.SAMPLE_DIR
 NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
-
-
-@dataclass
-class Row:
-    student_id: str
-    original_name: str
-    score: float
-    max_score: float
-    notes: list[str]
-
-
-def graded_cells() -> list[tuple[str, float]]:
-    release = intake.release_notebook()
-    return [
-        (c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"]["points"]))
-        for c in release.cells if c.metadata["nbgrader"].get("grade")
-    ]
 
 
 def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
@@ -160,60 +143,20 @@ def run_nbgrader(workspace: Workspace, students: list[str], student: str | None)
     workspace.nbgrader("export", f"--CsvExportPlugin.to={workspace.out / 'grades.csv'}")
 
 
-def diagnostic(verdict: Verdict, grade_id: str) -> str:
-    """One line per distinct failure message, naming the checks that gave it."""
-    by_message: dict[str, list[str]] = {}
-    for check in verdict.checks:
-        if check.grade_id == grade_id and not check.passed:
-            by_message.setdefault(check.message, []).append(check.label)
-    return clean_message(" | ".join(f"{', '.join(dict.fromkeys(labels))}: {message}"
-                                    for message, labels in by_message.items()))
-
-
-def write_reports(workspace: Workspace, submissions: list[Submission], verdicts: dict[str, Verdict]) -> list[Row]:
-    cells = graded_cells()
-    rows: list[Row] = []
-    with open(workspace.out / "grades_by_test.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student_id", "test", "score", "max_score", "diagnostic"])
-        for sub in sorted(submissions, key=lambda s: s.student_id):
-            verdict = verdicts[sub.student_id]
-            total = 0.0
-            for grade_id, points in cells:
-                score = verdict.score(grade_id, points)
-                total += score
-                writer.writerow([sub.student_id, grade_id, score, points, diagnostic(verdict, grade_id)])
-            rows.append(Row(sub.student_id, sub.original_name, round(total, 2), sum(p for _, p in cells), verdict.notes))
+def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[str, Verdict],
+                  export: list[str]) -> list[Row]:
+    """Every report from the gradebook (so hand-set scores show everywhere), plus the exports asked for."""
+    rows = reports.read_rows(workspace.db_url, {s.student_id: s.original_name for s in found}, verdicts)
+    reports.write_by_test(rows, workspace.out / "grades_by_test.csv")
+    reports.write_summary(rows, workspace.out / "summary.json")
+    reports.save_histogram(rows, workspace.out / "score_histogram.png")
+    if "canvas" in export:
+        reports.write_canvas(rows, workspace.out / "grades_canvas.csv")
     return rows
 
 
-def print_summary(rows: list[Row], isolation: str) -> None:
-    width = max([len(r.student_id) for r in rows] + [7])
-    print(f"\n{'student':<{width}}  {'score':>11}  notes")
-    for r in rows:
-        note = (r.notes[0] if r.notes else "")[:70] + (f" (+{len(r.notes) - 1} more)" if len(r.notes) > 1 else "")
-        print(f"{r.student_id:<{width}}  {r.score:>5g} / {r.max_score:<4g}  {note}")
-    print(f"\n{len(rows)} submissions graded; sandbox isolation: {isolation}")
-
-
-def save_histogram(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    max_score = rows[0].max_score if rows else 1
-    ax.hist([r.score for r in rows], bins=[x - 0.5 for x in range(int(max_score) + 2)], color="#4c72b0",
-            edgecolor="white")
-    ax.set(xlabel=f"score (out of {max_score:g})", ylabel="students", title="W3D4 part 2: score distribution")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-
-
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
-          db_url: str | None = None, limits: Limits = Limits()) -> list[Row]:
+          db_url: str | None = None, limits: Limits = Limits(), export: list[str] = ()) -> list[Row]:
     start = time.perf_counter()
     workspace = Workspace(out, db_url, limits)
     workspace.setup()
@@ -227,11 +170,11 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
         notebooks = intake_all(workspace, found)
     verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
     run_nbgrader(workspace, list(notebooks), student)
-    rows = write_reports(workspace, found, verdicts)
-    save_histogram(rows, workspace.out / "score_histogram.png")
+    rows = write_reports(workspace, found, verdicts, list(export))
     isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"
-    print_summary(rows, isolation)
-    print(f"Wrote {out / 'grades.csv'}, {out / 'grades_by_test.csv'}, {out / 'score_histogram.png'}; "
-          f"feedback in {workspace.root / 'feedback'} ({time.perf_counter() - start:.1f} s)")
-    (workspace.out / "summary.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    reports.print_summary(rows, isolation)
+    written = ["grades.csv", "grades_by_test.csv", "summary.json", "score_histogram.png"]
+    written += ["grades_canvas.csv"] if "canvas" in export else []
+    print(f"Wrote {', '.join(written)} in {workspace.out}; feedback in {workspace.root / 'feedback'} "
+          f"({time.perf_counter() - start:.1f} s)")
     return rows

@@ -1,6 +1,6 @@
 """nbgrader preprocessors that put `nbgrader autograde` on the secure path.
 
-`grader/nbgrader_config.py` swaps them into nbgrader's pipeline:
+`course/nbgrader_config.py` swaps them into nbgrader's pipeline:
 
 - `NormaliseSubmission` runs first when nbgrader sanitises a submission: it rebuilds the notebook
   on the release (see `grader.intake`), so that tampered metadata, deleted or duplicated cells
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -45,22 +46,40 @@ class NormaliseSubmission(NbGraderPreprocessor):
         return result.notebook, resources
 
 
-def _summary(verdict: Verdict, grade_id: str, points: float) -> list[nbformat.NotebookNode]:
-    """The outputs of one graded cell: what nbgrader scores and what the student reads."""
+WRAP = 100  # columns: outputs are <pre> blocks in the formgrader and nbconvert, which do not wrap
+
+
+def _lines(verdict: Verdict, grade_id: str, points: float) -> list[str]:
+    """The test's name and points first, then one wrapped paragraph per check."""
     mine = [c for c in verdict.checks if c.grade_id == grade_id]
-    lines = [f"{'PASS' if c.passed else 'FAIL'} {c.label}" + ("" if c.passed else f": {c.message}") for c in mine]
     passed = sum(c.passed for c in mine)
+    lines = [f"{grade_id}: {verdict.score(grade_id, points):g} / {points:g} points "
+             f"({passed} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed)"]
+    for c in mine:
+        text = f"{'PASS' if c.passed else 'FAIL'} {c.label}" + ("" if c.passed else f": {c.message}")
+        lines.append(textwrap.fill(text, WRAP, subsequent_indent="    ", break_on_hyphens=False))
+    return lines
+
+
+def _summary(verdict: Verdict, grade_id: str, points: float) -> list[nbformat.NotebookNode]:
+    """The outputs of one graded cell: what nbgrader scores and what the student reads. nbgrader
+    gives full marks to a cell without an error, the number of an execute_result as partial
+    credit, and 0 to a cell with an error."""
+    mine = [c for c in verdict.checks if c.grade_id == grade_id]
+    passed = sum(c.passed for c in mine)
+    text = "\n".join(_lines(verdict, grade_id, points)) + "\n"
     if mine and passed == len(mine):
-        return [nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n")]
+        return [nbformat.v4.new_output("stream", name="stdout", text=text)]
     if passed:
         return [
-            nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
+            nbformat.v4.new_output("stream", name="stdout", text=text),
             nbformat.v4.new_output("execute_result", data={"text/plain": repr(verdict.score(grade_id, points))},
                                    execution_count=None),
         ]
     first = next((c for c in mine if not c.passed), None)
     return [nbformat.v4.new_output(
-        "error", ename="AssertionError", evalue=first.message if first else "no check ran", traceback=lines,
+        "error", ename="AssertionError", evalue=first.message if first else "no check ran",
+        traceback=text.splitlines(),
     )]
 
 

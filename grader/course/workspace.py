@@ -5,6 +5,7 @@
     OUT/course/release/...          from the real `nbgrader generate_assignment`
     OUT/course/submitted/STUDENT/w3d4_part2/w3d4_part2_unet.ipynb   normalised submissions
     OUT/course/autograded/, feedback/, gradebook.db, verdicts/   nbgrader's and ours
+    OUT/exchange/                   where the formgrader releases feedback to students
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ c.SandboxedExecute.verdict_dir = {verdicts!r}
 c.SandboxedExecute.secret_file = {secret!r}
 c.SandboxedExecute.cell_timeout = {cell_timeout!r}
 c.SandboxedExecute.notebook_timeout = {notebook_timeout!r}
+# The formgrader's "Release feedback" hands feedback out through this folder (students on the same
+# JupyterHub fetch it from there); nbgrader's default in /usr/local/share often cannot be created.
+c.Exchange.root = {exchange!r}
 '''
 
 
@@ -37,6 +41,7 @@ class Workspace:
         self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
         self.verdicts = self.root / "verdicts"
         self.secret = self.root / ".grader_secret"
+        self.exchange = self.out / "exchange"
 
     def submitted(self, student_id: str) -> Path:
         return self.root / "submitted" / student_id / paths.ASSIGNMENT / paths.NOTEBOOK_NAME
@@ -50,8 +55,9 @@ class Workspace:
         (self.root / "nbgrader_config.py").write_text(CONFIG.format(
             repo_config=str(paths.NBGRADER_CONFIG), root=str(self.root), db_url=self.db_url,
             verdicts=str(self.verdicts), secret=str(self.secret), cell_timeout=self.limits.cell_timeout_s,
-            notebook_timeout=self.limits.notebook_timeout_s,
+            notebook_timeout=self.limits.notebook_timeout_s, exchange=str(self.exchange),
         ))
+        self.exchange.mkdir(exist_ok=True)
         source = paths.REPO / paths.SOURCE_DIR
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(source.iterdir()) if p.is_file())).hexdigest()
         stamp = self.root / ".source_sha256"

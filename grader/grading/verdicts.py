@@ -115,13 +115,14 @@ def notebook_sha(nb: nbformat.NotebookNode) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def clean_message(text: str) -> str:
-    """Make text from inside the sandbox safe to show: printable, bounded, no spreadsheet formulas."""
+def clean_message(text: str, limit: int | None = MAX_MESSAGE) -> str:
+    """Make text from inside the sandbox safe to show: printable, bounded (to `limit` characters,
+    None for whole), no spreadsheet formulas."""
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colours from tracebacks
     text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text).strip()
     quote = "'" if text[:1] in ("=", "+", "-", "@") else ""  # the quote counts towards the limit too
-    if len(quote) + len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - len(quote) - 3] + "..."
+    if limit is not None and len(quote) + len(text) > limit:
+        text = text[: limit - len(quote) - 3] + "..."
     return quote + text
 
 
