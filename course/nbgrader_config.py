@@ -2,8 +2,8 @@
 
 This folder is the course's nbgrader root: `source/` holds the instructor's notebook that
 `python -m grader build` generates. `python -m grader grade` loads this file from a workspace of its
-own (out/grading/course by default) and overrides only the folders, the database and the limits;
-the gradebook and students' folders land there, never in the repository.
+own (out/grading/course by default, a folder git ignores) and overrides only the folders, the
+database, the limits and the exchange; the gradebook and students' folders land there.
 """
 
 import os
