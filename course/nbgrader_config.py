@@ -9,8 +9,10 @@ database, the limits and the exchange; the gradebook and students' folders land 
 import os
 import sys
 
+import nbgrader
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The repository root must be importable for the `grader` preprocessors below.
+# The repository root must be importable for the `grader` preprocessors and filters below.
 if os.path.dirname(HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(HERE))
 
@@ -44,3 +46,21 @@ c.SandboxedExecute.secret_file = os.path.join(HERE, ".grader_secret")
 # `nbgrader zip_collect`: files named STUDENT_w3d4_part2_unet.ipynb in the downloaded zip (the
 # student id may itself contain underscores). nbgrader matches this against the full path.
 c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[^/]+?)_(?P<file_id>w3d4_part2_unet\.ipynb)$"
+
+# HTML pages (feedback, and the formgrader's review page): maths rendered to MathML here, so that
+# no page loads MathJax from a CDN (offline, readers saw raw TeX). Our template folder comes first:
+# its base/mathjax.html.j2 replaces nbconvert's CDN script in every template; nbgrader's own
+# templates (the formgrader's `formgrade`) stay reachable after it, since this list replaces the
+# one the formgrader sets.
+MATHS = {"markdown2html": "grader.course.maths.markdown2html"}
+c.HTMLExporter.filters = MATHS
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(os.path.dirname(HERE), "grader", "course", "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
+# Feedback only (the exporter that `generate_feedback` makes is a child of GenerateFeedback, and
+# these settings win over the c.HTMLExporter ones for it): our template names each test in the
+# summary, wraps long outputs and inlines a small stylesheet, and code is coloured with fewer
+# spans. Set as c.HTMLExporter.template_name it would replace the formgrader's `formgrade` page.
+c.GenerateFeedback.HTMLExporter.template_name = "w3d4_feedback"
+c.GenerateFeedback.HTMLExporter.filters = {**MATHS, "highlight_code": "grader.course.feedback.highlight_code"}

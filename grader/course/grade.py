@@ -32,6 +32,7 @@ from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, verdict_path
 from . import reports
 from .commands import NbgraderError
+from .feedback import slim_feedback
 from .reports import Row
 from .workspace import Workspace
 
@@ -140,6 +141,7 @@ def run_nbgrader(workspace: Workspace, students: list[str], student: str | None)
         if not cells or cells[0].get("id") != intake.NOTES_CELL_ID:
             raise NbgraderError(f"{graded} was not graded by the sandboxed path: check course/nbgrader_config.py")
     workspace.nbgrader("generate_feedback", paths.ASSIGNMENT, "--force", *only)
+    slim_feedback(workspace.root / "feedback", workspace.root / "release")
     workspace.nbgrader("export", f"--CsvExportPlugin.to={workspace.out / 'grades.csv'}")
 
 

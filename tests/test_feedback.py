@@ -1,0 +1,311 @@
+"""The HTML that nbgrader makes for this course: maths as MathML with nothing loaded from the web, a
+feedback summary that names each test, and feedback folders that hold pages, not the assignment.
+
+The fast tests render the release notebook with nbconvert under the course's nbgrader config (the
+feedback exporter as GenerateFeedback makes it, the review page as the formgrader makes it), and
+slim a made-up feedback folder. The slow ones grade two sample students with `python -m grader
+grade`, and take one submission through nbgrader's exchange and back as feedback.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import nbformat
+import pytest
+from nbconvert.exporters import HTMLExporter
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from grader import paths
+from grader.course.commands import tool_env
+from grader.course.feedback import slim_feedback
+from grader.course.grade import run_nbgrader
+from grader.course.maths import markdown2html, tex_to_mathml
+from grader.course.workspace import Workspace
+
+MATH = re.compile(r"(?<![\\$])\$\$(.+?)\$\$|(?<![\\$])\$(.+?)\$", re.DOTALL)
+# A resource the page would fetch from the web: a script, stylesheet, image or frame at http(s).
+REMOTE = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", re.I)
+SUMMARY = re.compile(r'<ol id="toc">(.*?)</ol>', re.DOTALL)
+
+
+def course_config() -> Config:
+    return PyFileConfigLoader(paths.NBGRADER_CONFIG.name, path=str(paths.NBGRADER_CONFIG.parent)).load_config()
+
+
+def formulas(nb) -> list[str]:
+    return [m.group(0) for c in nb.cells if c.cell_type == "markdown" for m in MATH.finditer(c.source)]
+
+
+def graded(release) -> nbformat.NotebookNode:
+    """The release with scores as nbgrader's GetGrades leaves them: test_groupnorm failed."""
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        meta = cell.metadata["nbgrader"]
+        if meta.get("grade"):
+            meta["score"] = 0.0 if meta["grade_id"] == "test_groupnorm" else meta["points"]
+    return nb
+
+
+def feedback_exporter(config: Config) -> HTMLExporter:
+    """The exporter `nbgrader generate_feedback` makes: a child of GenerateFeedback."""
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+
+    converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
+    return converter.exporter_class(parent=converter, config=converter.config)
+
+
+def render_feedback(config: Config, nb) -> str:
+    points = [c.metadata.nbgrader for c in nb.cells if c.metadata["nbgrader"].get("grade")]
+    resources = {"nbgrader": {"notebook": "w3d4_part2_unet", "score": sum(p["score"] for p in points),
+                              "max_score": sum(p["points"] for p in points), "late_penalty": 0}}
+    return feedback_exporter(config).from_notebook_node(nb, resources=resources)[0]
+
+
+@pytest.fixture(scope="module")
+def feedback_html(notebooks) -> str:
+    return render_feedback(course_config(), graded(notebooks.release))
+
+
+# Maths ---------------------------------------------------------------------------------------
+
+
+def test_release_maths_become_mathml(notebooks):
+    """Every formula of the lesson is a <math> element: no TeX is left for a script to typeset."""
+    release = notebooks.release
+    html, _ = HTMLExporter(config=course_config()).from_notebook_node(release)
+    assert len(formulas(release)) >= 15
+    assert html.count("<math") == len(formulas(release))
+    assert html.count('<math display="block"') == sum(f.startswith("$$") for f in formulas(release))
+    assert "$$" not in html and not re.search(r"\$\\", html), "TeX left in the page"
+    assert "MathJax.Hub" not in html and "mathjax/" not in html, "the page still loads MathJax"
+
+
+def test_without_the_course_filter_the_maths_stay_tex(notebooks):
+    """The check above can fail: nbconvert's own filter leaves the TeX (and loads MathJax)."""
+    html, _ = HTMLExporter().from_notebook_node(notebooks.release)
+    assert "<math" not in html and "$$" in html and "MathJax.Hub" in html
+
+
+def render_filter(filter_, source: str, cell=None) -> str:
+    env = jinja2.Environment()
+    env.filters["md"] = filter_
+    return env.from_string("{{ source | md }}").render(source=source, cell=cell or {}, resources={})
+
+
+def test_markdown_without_maths_renders_as_nbconvert_renders_it(notebooks):
+    """Headings with their anchor links, tables, details, code, images: as nbconvert writes them."""
+    cells = [c for c in notebooks.release.cells if c.cell_type == "markdown" and "$" not in c.source]
+    assert len(cells) > 10
+    stock = HTMLExporter().markdown2html
+    for cell in cells:
+        assert render_filter(markdown2html, cell.source, cell) == render_filter(stock, cell.source, cell)
+
+
+@pytest.mark.parametrize("tex, display", [(r"\sigma(x)", False), (r"\frac{1}{2}", True), ("a < b", False)])
+def test_a_formula_is_mathml(tex, display):
+    out = tex_to_mathml(tex, display)
+    assert out.startswith(f'<math display="{"block" if display else "inline"}">') and out.endswith("</math>")
+    assert "<code" not in out and "a < b" not in out
+
+
+@pytest.mark.parametrize("tex", [r"\text{<b onmouseover=alert(1)>x</b>}", r"\left( x", "a & b",
+                                 r"\text{<![CDATA[<script>alert(1)</script>]]>}"])
+def test_a_formula_that_is_not_plain_mathml_is_shown_as_escaped_tex(tex):
+    out = tex_to_mathml(tex, display=False)
+    assert out.startswith('<code class="tex">$') and "<b" not in out and "<script" not in out and "<!" not in out
+
+
+# The formgrader's review page ----------------------------------------------------------------
+
+
+def formgrade_exporter(course: Path, monkeypatch) -> HTMLExporter:
+    """The exporter of the formgrader's review page, configured as the server extension does it in
+    a course folder whose config loads the course's (as `python -m grader grade` writes one)."""
+    from nbgrader.server_extensions.formgrader.formgrader import FormgradeExtension
+
+    course.mkdir(exist_ok=True)
+    (course / "nbgrader_config.py").write_text(
+        f"c = get_config()\nload_subconfig({str(paths.NBGRADER_CONFIG)!r})\nc.CourseDirectory.root = {str(course)!r}\n")
+    monkeypatch.chdir(course)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the app puts the folder it starts in on it
+    extension = FormgradeExtension()
+    extension.initialize([])
+    return HTMLExporter(config=extension.config)
+
+
+def test_the_formgrader_page_keeps_its_template_with_maths_and_nothing_from_the_web(notebooks, tmp_path, monkeypatch):
+    exporter = formgrade_exporter(tmp_path / "course", monkeypatch)
+    assert exporter.template_name == "formgrade"
+    resources = {"assignment_id": paths.ASSIGNMENT, "notebook_id": "w3d4_part2_unet", "submission_id": "s1",
+                 "index": 0, "total": 1, "base_url": "/base", "student": "ada", "last_name": None,
+                 "first_name": None, "notebook_path": "autograded/ada/w3d4_part2/w3d4_part2_unet.ipynb"}
+    html, _ = exporter.from_notebook_node(graded(notebooks.release), resources=resources)
+    assert "formgrade.js" in html and "full-credit" in html, "not nbgrader's formgrade page"
+    assert html.count("<math") == len(formulas(notebooks.release)) and "$$" not in html
+    assert not REMOTE.search(html) and "cdnjs" not in html, REMOTE.search(html)
+
+
+# The feedback page ---------------------------------------------------------------------------
+
+
+def test_the_feedback_summary_names_every_test(feedback_html, notebooks):
+    summary = SUMMARY.search(feedback_html).group(1)
+    assert "Test cell" not in summary
+    for grade_id in notebooks.test_ids():
+        assert f'<a href="#{grade_id}">{grade_id}</a>' in summary, grade_id
+        assert f'<a id="{grade_id}"></a>' in feedback_html, f"no score header for {grade_id}"
+    failed = '<li class="failed"><a href="#test_groupnorm">test_groupnorm</a> (test, Score: 0.0 / 2.0)'
+    assert failed in summary
+    assert re.search(r'<li class="passed"><a href="#test_unet">', summary)
+    assert "Score: 14.0 / 16.0" in feedback_html
+
+
+def test_the_feedback_page_is_self_contained_and_small(feedback_html, notebooks):
+    assert not REMOTE.search(feedback_html) and "<script" not in feedback_html
+    assert feedback_html.count("<math") == len(formulas(notebooks.release))
+    assert "white-space: pre-wrap" in feedback_html and "bootstrap" not in feedback_html.lower()
+    assert len(feedback_html.encode()) < 120_000
+
+
+def test_the_summary_check_can_fail(notebooks):
+    """Without the course's feedback template, nbgrader's says "Test cell" ten times."""
+    config = course_config()
+    del config.GenerateFeedback["HTMLExporter"]
+    html = render_feedback(config, graded(notebooks.release))
+    assert SUMMARY.search(html) is None and html.count(">Test cell</a>") == len(notebooks.test_ids())
+
+
+# Slimming the feedback folders ---------------------------------------------------------------
+
+PAGE = """<html><body><img alt="a
+figure" src="fig.png" width="720"/> <img src='diagram.svg'> <img src="data:image/png;base64,AAAA"/>
+<img src="https://example.org/x.png"/> <img src="not_in_the_release.png"/> <img src="../fig.png"/>
+<pre>&lt;img src="fig.png"&gt;</pre></body></html>"""
+
+
+@pytest.fixture
+def class_feedback(tmp_path, make_tree) -> tuple[Path, Path]:
+    release = make_tree(tmp_path / "release" / "hw", {"fig.png": b"PNG" * 50, "diagram.svg": "<svg/>",
+                                                      "NB.ipynb": "{}", "model.safetensors": b"0" * 5000})
+    # Files outside the assignment that `../fig.png` and `../../fig.png` would reach from it: a path
+    # is never taken for a file of the assignment, so a second run leaves `../../fig.png` alone.
+    make_tree(tmp_path, {"release/fig.png": b"elsewhere", "fig.png": b"elsewhere"})
+    for student in ("ada", "ben"):
+        make_tree(tmp_path / "feedback" / student / "hw", {
+            "NB.html": PAGE, "fig.png": b"PNG" * 50, "diagram.svg": "<svg/>", "model.safetensors": b"0" * 5000,
+            "checks/__init__.py": "", "helper.py": "x = 1", "timestamp.txt": "2026-01-01 00:00:00"})
+    return tmp_path / "feedback", release.parent
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_slim_feedback_keeps_pages_and_shares_figures(class_feedback):
+    feedback, release = class_feedback
+    slim_feedback(feedback, release)
+    files = snapshot(feedback)
+    assert sorted(files) == ["ada/hw/NB.html", "ada/hw/timestamp.txt", "ben/hw/NB.html", "ben/hw/timestamp.txt",
+                             "diagram.svg", "fig.png"]
+    assert not any(p.is_dir() for p in (feedback / "ada" / "hw").iterdir())
+    page = files["ada/hw/NB.html"].decode()
+    srcs = re.findall(r"<img\b[^>]*?\bsrc=[\"']([^\"']*)", page)
+    assert srcs == ["../../fig.png", "../../diagram.svg", "data:image/png;base64,AAAA", "https://example.org/x.png",
+                    "not_in_the_release.png", "../fig.png"]
+    assert '<pre>&lt;img src="fig.png"&gt;</pre>' in page, "text that only looks like an image changed"
+    # The instructor's copy finds the shared figure; a student's fetched copy finds their own.
+    for src in srcs[:2]:
+        assert (feedback / "ada" / "hw" / src).resolve().is_file()
+        fetched = release / "hw" / "feedback" / "2026-01-01 00:00:00" / "NB.html"
+        assert (fetched.parent / src).resolve() == (release / "hw" / src.removeprefix("../../")).resolve()
+    slim_feedback(feedback, release)
+    assert snapshot(feedback) == files, "a second run changed something"
+
+
+def test_slim_feedback_leaves_folders_of_other_assignments_alone(class_feedback):
+    feedback, release = class_feedback
+    shutil.rmtree(release / "hw")
+    before = snapshot(feedback)
+    slim_feedback(feedback, release)
+    assert snapshot(feedback) == before
+
+
+# The whole path --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_graded_feedback_is_small_offline_and_names_the_tests(tmp_path, notebooks):
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    for student in ("ada_complete", "dev_classic_mistakes"):
+        shutil.copy(paths.REPO / paths.SAMPLE_DIR / f"{student}.ipynb", submissions)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "grader", "grade", str(submissions), "--out", str(out)],
+                            cwd=paths.REPO, env=tool_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    feedback = out / "course" / "feedback"
+    release = out / "course" / "release"
+    shared = {p.name for p in feedback.iterdir() if p.is_file()}
+    assert shared and all((release / paths.ASSIGNMENT / name).is_file() for name in shared)
+    for student in ("ada_complete", "dev_classic_mistakes"):
+        folder = feedback / student / paths.ASSIGNMENT
+        assert [p.name for p in folder.iterdir()] == ["w3d4_part2_unet.html"]
+        assert sum(p.stat().st_size for p in (feedback / student).rglob("*") if p.is_file()) < 200_000
+        html = (folder / "w3d4_part2_unet.html").read_text(encoding="utf-8")
+        assert len(html.encode()) < 150_000
+        assert not REMOTE.search(html) and "<script" not in html and "$$" not in html
+        assert html.count("<math") == len(formulas(notebooks.release))
+        summary = SUMMARY.search(html).group(1)
+        assert all(f">{grade_id}</a>" in summary for grade_id in notebooks.test_ids())
+        srcs = re.findall(r'<img[^>]*\bsrc="([^"]+)"', html)
+        assert {s.removeprefix("../../") for s in srcs} == shared and all(s.startswith("../../") for s in srcs)
+        assert all((folder / src).resolve().is_file() for src in srcs)
+    assert '<li class="failed"><a href="#test_groupnorm">' in (
+        feedback / "dev_classic_mistakes" / paths.ASSIGNMENT / "w3d4_part2_unet.html").read_text(encoding="utf-8")
+    before = snapshot(feedback)
+    slim_feedback(feedback, release)
+    assert snapshot(feedback) == before
+
+
+@pytest.mark.slow
+def test_a_student_fetches_feedback_whose_figures_show(tmp_path):
+    """Through nbgrader's exchange: release, fetch, submit, collect, grade (feedback slimmed), then
+    release_feedback and fetch_feedback. The student's page finds the figures in their own folder."""
+    workspace, exchange, home = Workspace(tmp_path / "ws"), tmp_path / "exchange", tmp_path / "student"
+    workspace.setup()
+    exchange.mkdir(mode=0o777)
+    home.mkdir()
+    flag = [f"--Exchange.root={exchange}", "--course=w3d4"]
+
+    def nbgrader(cwd: Path, *args: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "nbgrader", *args, *flag], cwd=cwd, env=tool_env(),
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    nbgrader(workspace.root, "release_assignment", paths.ASSIGNMENT)
+    nbgrader(home, "fetch_assignment", paths.ASSIGNMENT)
+    answers = paths.REPO / paths.SAMPLE_DIR / "dev_classic_mistakes.ipynb"
+    shutil.copyfile(answers, home / paths.ASSIGNMENT / paths.NOTEBOOK_NAME)
+    nbgrader(home, "submit", paths.ASSIGNMENT)
+    nbgrader(workspace.root, "collect", paths.ASSIGNMENT)
+    [student] = [p.name for p in (workspace.root / "submitted").iterdir()]
+    run_nbgrader(workspace, [student], None)
+    assert sorted(p.name for p in (workspace.root / "feedback" / student / paths.ASSIGNMENT).iterdir()) == [
+        "submission_secret.txt", "timestamp.txt", "w3d4_part2_unet.html"]
+    nbgrader(workspace.root, "release_feedback", paths.ASSIGNMENT)
+    nbgrader(home, "fetch_feedback", paths.ASSIGNMENT)
+    [page] = (home / paths.ASSIGNMENT / "feedback").glob("*/w3d4_part2_unet.html")
+    srcs = re.findall(r'<img[^>]*\bsrc="([^"]+)"', page.read_text(encoding="utf-8"))
+    assert srcs and all(src.startswith("../../") for src in srcs)
+    for src in srcs:
+        assert (page.parent / src).resolve() == (home / paths.ASSIGNMENT / src.removeprefix("../../")).resolve()
+        assert (page.parent / src).is_file(), src
