@@ -221,10 +221,10 @@ def test_each_kind_of_reach_is_flagged(record, shown):
 
 
 def test_a_refused_read_in_the_output_is_flagged():
-    cells = [error_cell("PermissionError", "[Errno 13] Permission denied: '/work/main/solutions/s.py'"),
+    cells = [error_cell("PermissionError", "[Errno 13] Permission denied: '/srv/course/solutions/s.py'"),
              error_cell("OSError", "[Errno 30] Read-only file system: '../grader/kernel_probe.py'")]
     assert integrity.flags(result(cells=cells), CHECKS) == [
-        "The notebook's code tried to reach files outside its folder: /work/main/solutions/s.py (PermissionError); "
+        "The notebook's code tried to reach files outside its folder: /srv/course/solutions/s.py (PermissionError); "
         "../grader/kernel_probe.py (OSError)."
     ]
 
