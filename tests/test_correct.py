@@ -23,6 +23,9 @@ import correct
 from checking import seeds
 from w3d4_checks import SEED
 from grader import paths
+from grader.course.grade import NOTEBOOK_ID
+from grader.course.workspace import Workspace
+from grader.grading.verdicts import Verdict, verdict_path
 
 SEEDS = (0, 1, 7, 123456789, 2**31 - 1)
 # The answer cells of the lesson that are not part of the corpus.
@@ -254,3 +257,6 @@ def test_correct_corpus_earns_every_point_through_the_grader(tmp_path: Path):
     assert set(totals) == set(notebooks), sorted(totals)
     assert all(available == 16 for _, available in totals.values()), totals
     assert not lost, "correct code lost points:\n" + "\n".join(lost) + "\n" + result.stdout[-2000:]
+    verdicts = {name: Verdict.load(verdict_path(Workspace(out).verdicts, name, paths.ASSIGNMENT, NOTEBOOK_ID))
+                for name in notebooks}
+    assert {name: v.flags for name, v in verdicts.items() if v.flags} == {}, "correct code got integrity flags"

@@ -112,6 +112,35 @@ def test_cli_gives_exact_points_per_test(graded: Path):
             assert (diag == "") == (score == FULL[test]), f"{student} {test}: {score} with diagnostic {diag!r}"
 
 
+def _flags_line(checks: int) -> dict[str, list[str]]:
+    return {
+        "eve_always_equal": [
+            "GroupNorm produced an object of type _AlwaysEqual (a torch.Tensor subclass defined by the submission, "
+            "which redefines __bool__, __eq__, __ne__) where a tensor was due (4 checks)."],
+        "finn_blanks_cells": [
+            f"Probes never ran: {checks} of {checks} checks got no result, although the notebook ran to the end (cells "
+            "were blanked or the grader's code was stopped)."],
+    }
+
+
+def test_exactly_the_cheats_are_flagged_with_their_reasons(graded: Path):
+    """An attack and a student who gave up both score 0; the integrity flags tell them apart, and
+    no honest student, however wrong, gets one. They show in the notes at the top of the feedback."""
+    release = nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
+    expected = _flags_line(len(checks_for(release)))
+    flags = {s: Verdict.load(verdict_path(Workspace(graded).verdicts, s, paths.ASSIGNMENT, NOTEBOOK_ID)).flags
+             for s in EXPECTED}
+    gus = flags.pop("gus_reads_solutions")
+    assert len(gus) == 1 and gus[0].startswith("The notebook's code tried to reach files outside its folder: "), gus
+    for reach in ("glob ../../../gradebook.db", "glob /work/*/solutions/*solution*.py", "glob /grader/*"):
+        assert reach in gus[0], gus
+    assert flags == {s: expected.get(s, []) for s in flags}
+    feedback = graded / "course" / "feedback"
+    for student in EXPECTED:
+        html = (feedback / student / paths.ASSIGNMENT / "w3d4_part2_unet.html").read_text(encoding="utf-8")
+        assert ("Integrity flags" in html) == (student in ("eve_always_equal", "finn_blanks_cells", "gus_reads_solutions"))
+
+
 def test_the_closing_demo_is_not_run_when_grading(graded: Path):
     """The lesson's training demo costs time and earns nothing: grading skips the tagged cells and
     runs every other code cell."""

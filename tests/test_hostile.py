@@ -158,6 +158,28 @@ def test_every_submission_is_told_why(graded, entry):
     assert entry.reason in graded.told(entry.student_id)
 
 
+# What an instructor is told about each attack that leaves a trace (grader/grading/integrity.py).
+FLAGGED = {
+    "eq_always_true": "GroupNorm produced an object of type _AlwaysEqual",
+    "blanks_later_cells": "Probes never ran",
+    "patches_tests_module": "tried to reach files outside its folder: glob /tmp/*/grader/*.py",
+    "reads_solutions": "glob /work/*/solutions/*.py",
+    "writes_course": "gradebook.db",
+    "forges_probe_files": "in a form the grader's probes never write",
+    "os_exit": "The kernel was restarted 1 time",
+    "ignores_sigterm": "ran past the time limit twice",
+}
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=lambda e: e.student_id)
+def test_attacks_are_flagged_and_damaged_files_are_not(graded, entry):
+    flags = graded.verdict(entry.student_id).flags
+    if entry.student_id in FLAGGED:
+        assert any(FLAGGED[entry.student_id] in flag for flag in flags), flags
+    elif entry.kind != "hostile":  # an editor's damage, an odd file name: honest
+        assert flags == []
+
+
 def test_every_notebook_ran_in_the_sandbox(graded):
     """No submission may spoil the next one's run (a fork flood once left a slot's user at its
     process limit, and the next student's kernel could not start)."""

@@ -94,7 +94,8 @@ print(json.dumps({{"found": found, "env": dict(os.environ), "writable": writable
         assert not any(seen["writable"].values()), seen["writable"]
     # The probe runner, the weights run and the pristine checks library are visible (they must be),
     # read-only below.
-    expected = {"kernel_probe.py", "limits.py", "trusted.py", "weights_run.py", paths.CHECKS_PACKAGE.name}
+    expected = {"kernel_probe.py", "kernel_audit.py", "limits.py", "trusted.py", "weights_run.py",
+                paths.CHECKS_PACKAGE.name}
     assert {Path(p).name for p in seen["grader_files"]} == expected
     if os.geteuid() == 0:
         assert seen["uid"] == SANDBOX_UID, "a root grader runs the kernel as an unprivileged user of its own"
@@ -126,7 +127,7 @@ print(json.dumps({"refused": len(refused), "total": len(targets), "written_mb": 
 """, limits=replace(LIMITS, **{"file_bytes": 8 * 2**20}))
     seen = facts(result)
     modules = len(list(paths.CHECKS_PACKAGE.glob("*.py")))
-    assert seen["refused"] == seen["total"] == 4 + modules + 2  # 4 files, the library, 2 folders
+    assert seen["refused"] == seen["total"] == 5 + modules + 2  # 5 files, the library, 2 folders
     assert seen["written_mb"] < 40, "the in-memory /tmp is bounded by Limits.tmp_bytes (32 MiB here)"
 
 
@@ -362,6 +363,31 @@ def test_a_hanging_check_costs_only_itself(tmp_path):
     assert result.probes["swish-1"] == {"ok": False, "error": "The check timed out in your notebook's kernel."}
     assert result.probes["sin-1"]["ok"], result.probes["sin-1"]
     assert result.restarts == 1
+
+
+def test_the_kernel_notes_the_submissions_reaches_outside_its_folder(tmp_path):
+    """kernel_audit.py's hook: a cell's glob, open and listing outside the folder are noted, even
+    when there is nothing to find; its own folder, torch's and matplotlib's reads, imports and the
+    grader's probes are not; the kernel starts as ipykernel's launcher would."""
+    probe = Check("swish-1", "test_swish", "swish", ("swish", "SiLU")).probe_request(seed=7)
+    result = run(tmp_path, _imports(), answers()["swish"], """
+import glob, os, sys
+open("mine.txt", "w").write("inside the folder")
+import matplotlib.pyplot as plt
+plt.plot([1, 2]); plt.savefig("figure.png"); plt.close("all")
+print(glob.glob("/work/*/solutions/*.py"), os.listdir("/"))
+try:
+    open("../../gradebook.db")
+except OSError as error:
+    print(type(error).__name__)
+print(sys.argv[0].endswith("ipykernel_launcher.py"), sys.path[0] != os.path.dirname(sys.argv[0]))
+""", probes=[probe])
+    assert result.probes["swish-1"]["ok"] and result.probes["swish-1"]["unusual"] == []
+    assert printed(result).strip().splitlines()[-1] == "True True"
+    assert [(r["event"], r["path"]) for r in result.accesses] == [
+        ("glob.glob/2", "/work/*/solutions/*.py"), ("os.listdir", "/"), ("open", "../../gradebook.db")]
+    assert result.folder and result.accesses[-1]["resolved"] == str(Path(result.folder).parent.parent / "gradebook.db")
+    assert result.probe_status == {"swish-1": "ok"}
 
 
 def test_an_environment_under_tmp_is_not_hidden_by_the_sandboxes_own_tmp(monkeypatch, tmp_path):

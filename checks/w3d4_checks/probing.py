@@ -4,9 +4,11 @@ outputs as detached CPU tensors, and the order in which a forward pass first use
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import linecache
 import os
+import sys
 import sysconfig
 import traceback
 from typing import Any, Callable, Iterator, Optional
@@ -91,8 +93,61 @@ def run_probe(run: Callable[[dict, str], None], seed: int, device: Optional[str]
     return data
 
 
+# What a class of the submission's may redefine to pass for the expected output: comparisons, truth,
+# conversions, torch's overrides, and (on a tensor subclass) the methods a test compares with.
+DISGUISES = frozenset({
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__float__", "__int__", "__index__",
+    "__torch_function__", "__torch_dispatch__", "__getattr__", "__getattribute__",
+})
+TENSOR_DISGUISES = DISGUISES | {
+    "__abs__", "__sub__", "__rsub__", "__array__", "allclose", "isclose", "equal", "eq", "ne", "sub", "abs", "max",
+    "item", "tolist", "numpy", "detach", "to", "cpu", "clone", "as_subclass", "float", "double",
+}
+MAX_UNUSUAL = 20
+_unusual: list[dict] = []  # see unusual_returns
+
+
+def _defined_by_submission(cls: type) -> bool:
+    """A class that is not Python's, torch's or an installed library's (a notebook cell's, say)."""
+    module = cls.__module__ or ""
+    if module.split(".")[0] in sys.stdlib_module_names or module.split(".")[0] in ("builtins", "torch"):
+        return False
+    path = os.path.realpath(getattr(sys.modules.get(module), "__file__", None) or "<none>")
+    return not (path.startswith(_LIBRARY_DIRS) or "-packages" in path)
+
+
+def _note_unusual(value: Any) -> None:
+    """Remember an output of a type the submission defined that redefines how it compares or converts
+    (an always-equal object): the autograder shows it as an integrity flag. Honest outputs of the
+    wrong type (a tuple, None, a module, an array) are torch's, numpy's or plain classes'."""
+    cls = type(value)
+    is_tensor = isinstance(value, torch.Tensor)
+    if len(_unusual) >= MAX_UNUSUAL or (is_tensor and cls in (torch.Tensor, nn.Parameter)):
+        return
+    try:
+        if dataclasses.is_dataclass(cls):
+            return  # its generated __eq__ compares fields: no disguise
+        watched = TENSOR_DISGUISES if is_tensor else DISGUISES
+        own = [c for c in cls.__mro__ if c is not object and _defined_by_submission(c)]
+        redefined = sorted({name for c in own for name in vars(c) if name in watched})
+    except Exception:  # a class built to confuse inspection: say nothing rather than guess
+        return
+    if redefined:
+        record = {"type": cls.__name__[:100], "tensor": is_tensor, "redefines": redefined}
+        if record not in _unusual:
+            _unusual.append(record)
+
+
+def unusual_returns() -> list[dict]:
+    """The outputs `plain` saw since this package was loaded whose type the submission defined and
+    which redefine comparisons or conversions: [{"type", "tensor", "redefines"}]. The autograder loads
+    the package afresh for each probe, so there they are that probe's."""
+    return [dict(record) for record in _unusual]
+
+
 def plain(value: Any) -> Any:
     """A returned tensor as a detached CPU tensor, anything else as a short description."""
+    _note_unusual(value)
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu").as_subclass(torch.Tensor).clone()
     return f"a {type(value).__name__}"
@@ -190,5 +245,6 @@ def plain_pair(value: Any) -> Any:
     """A block's (output, skip) pair as two plain tensors, or a description of what came back."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return [plain(value[0]), plain(value[1])]
+    _note_unusual(value)
     size = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
     return f"a {type(value).__name__}{size}"

@@ -118,7 +118,7 @@ def apply_verdict(nb: nbformat.NotebookNode, verdict: Verdict) -> nbformat.Noteb
         else:
             cell.outputs = [_safe_output(o) for o in ran.get(index, {}).get("outputs", [])]
             cell.outputs = [o for o in cell.outputs if o is not None]
-    nb.cells.insert(0, intake.notes_cell(verdict.notes, verdict.isolation))
+    nb.cells.insert(0, intake.notes_cell(verdict.notes, verdict.isolation, verdict.flags))
     return nb
 
 

@@ -383,11 +383,21 @@ def _markdown_text(text: str) -> str:
     return html.escape(text, quote=False).replace("[", "\\[").replace("]", "\\]")
 
 
-def notes_cell(notes: list[str], isolation: str) -> nbformat.NotebookNode:
-    """A markdown cell for the top of the graded notebook: what the grader repaired, and how it ran."""
+def _markdown_literal(text: str) -> str:
+    """Text shown as written: paths and names such as `/work/*/solutions/*.py` or `__eq__` would
+    otherwise turn into emphasis."""
+    return _markdown_text(re.sub(r"([\\`*_~#|])", r"\\\1", text))
+
+
+def notes_cell(notes: list[str], isolation: str, flags: tuple[str, ...] | list[str] = ()) -> nbformat.NotebookNode:
+    """A markdown cell for the top of the graded notebook: what the grader repaired, how it ran, and
+    the integrity flags (grader/grading/integrity.py), if any, for the instructor to look at."""
     lines = ["**Notes from the grader**", ""]
     lines += [f"- {_markdown_text(note)}" for note in notes] or ["- Your notebook was read without problems."]
     lines.append(f"- Your code ran in a sandbox (isolation: {isolation}); tests ran on inputs chosen at grading time.")
+    if flags:
+        lines += ["", "**Integrity flags** (what the grader saw while running this notebook)", ""]
+        lines += [f"- {_markdown_literal(flag)}" for flag in flags]
     cell = nbformat.v4.new_markdown_cell("\n".join(lines))
     cell.id = NOTES_CELL_ID
     return cell

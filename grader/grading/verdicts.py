@@ -19,7 +19,7 @@ from types import ModuleType
 import nbformat
 
 from .. import paths
-from . import wiring
+from . import integrity, wiring
 from .plan import Check, checks_for, seed_for
 from .sandbox import LOAD_RETRY_FACTOR, Limits, SandboxResult, run_notebook
 from .trusted import load_package
@@ -49,6 +49,7 @@ class Verdict:
     checks: list[CheckResult] = field(default_factory=list)
     cells: list[dict] = field(default_factory=list)  # the sandbox's per-cell status and outputs
     grading_sha: str = ""  # the grading code and limits that produced it (see grading_sha)
+    flags: list[str] = field(default_factory=list)  # integrity flags, one line each (see integrity.py)
 
     def score(self, grade_id: str, points: float) -> float:
         """Partial credit: the share of this cell's checks that passed, rounded to 0.01."""
@@ -219,4 +220,5 @@ def grade_notebook(
         checks=_judge_all(checks, seeds, run.probes),
         cells=run.cells,
         grading_sha=grading_sha(limits),
+        flags=integrity.flags(run, checks, limits),
     )

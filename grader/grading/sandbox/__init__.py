@@ -10,6 +10,9 @@ gradebook, or the notebook file itself. The network namespace has nothing but it
 client and kernel talk over Unix sockets in the job folder. When the grader runs as root, the
 kernel also drops to an unprivileged user of its own (so the process limit applies to it alone).
 
+The kernel starts through kernel_audit.py, whose audit hook notes where the submission's own code
+reaches for files outside its folder (for the integrity flags); it refuses nothing.
+
 rlimits bound CPU time, memory, processes, file size and open files; a per-cell timeout and a
 whole-notebook deadline bound the wall time; output is capped per cell. Killing the kernel kills
 bwrap, and with it the PID namespace and every process the student started.
@@ -46,6 +49,8 @@ WEAK = "none (WEAKER: no namespaces)"
 SANDBOX_UID = 61000  # + job slot, so that each parallel job has a process limit of its own
 MAX_PROBE_JSON = 5_000_000
 MAX_PROBE_TENSORS = 100_000_000
+MAX_AUDIT_BYTES = 1_000_000
+AUDIT_LOG = "audit.jsonl"  # in the job's out/ folder: what kernel_audit.py noted
 MAX_KERNEL_RESTARTS = 3
 LOAD_RETRY_FACTOR = 2  # a cell that timed out or crashed runs once more with this many times the time
 
@@ -78,6 +83,9 @@ class SandboxResult:
     probes: dict[str, dict] = field(default_factory=dict)
     restarts: int = 0  # after a crash or a hang (twice timed out) of student code
     retries: int = 0  # cells run once more, with more time, after a first timeout or crash
+    probe_status: dict[str, str] = field(default_factory=dict)  # check_id -> how its probe cell ended
+    accesses: list[dict] = field(default_factory=list)  # the submission's reaches outside its folder (kernel_audit.py)
+    folder: str = ""  # the notebook's folder in the sandbox, as the kernel saw it
 
 
 @functools.cache
@@ -171,15 +179,17 @@ def sandbox_env(home: str) -> dict[str, str]:
 class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel starts inside the sandbox, under the rlimits."""
 
-    def setup(self, prefix: list[str], grader_dir: Path, limits: Limits, uid: int | None) -> None:
-        self.sandbox_prefix, self.grader_dir, self.sandbox_uid = prefix, grader_dir, uid
+    def setup(self, prefix: list[str], grader_dir: Path, limits: Limits, uid: int | None, audit_log: Path) -> None:
+        self.sandbox_prefix, self.grader_dir, self.sandbox_uid, self.audit_log = prefix, grader_dir, uid, audit_log
         self.limits_json = json.dumps(limits.rlimits())
 
     def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
         # Called right after the connection file is written (0600, ours): the kernel's user must read it.
         if self.sandbox_uid is not None:
             os.chown(self.connection_file, self.sandbox_uid, self.sandbox_uid)
-        kernel = [sys.executable, "-E", "-s", "-m", "ipykernel_launcher", "-f", self.connection_file]
+        # kernel_audit.py notes the submission's reaches outside its folder, then starts ipykernel.
+        kernel = [sys.executable, "-E", "-s", str(self.grader_dir / "kernel_audit.py"), str(self.audit_log),
+                  "-f", self.connection_file]
         limits = [sys.executable, "-E", "-s", str(self.grader_dir / "limits.py"), self.limits_json, "--"]
         return self.sandbox_prefix + limits + kernel
 
@@ -276,7 +286,7 @@ class Session:
         # A new manager each time: nbclient drops the old one when it shuts a kernel down.
         km = SandboxKernelManager(kernel_name="python3", transport="ipc", ip=str(self.job_dir / "kernel"),
                                   connection_file=str(self.job_dir / "kernel.json"))
-        km.setup(self.prefix, self.grader_dir, self.limits, self.uid)
+        km.setup(self.prefix, self.grader_dir, self.limits, self.uid, self.job_dir / "out" / AUDIT_LOG)
         self.client.km = km
         # The kernel's own stdout and stderr (not the cells' output, which travels as messages) are
         # of no use to the grader, and a student could flood them.
@@ -342,7 +352,8 @@ def prepare_job(root: Path) -> tuple[Path, Path]:
     grader_dir, job_dir = root / "grader", root / "job"
     grader_dir.mkdir(parents=True)
     (job_dir / "out" / "probes").mkdir(parents=True)
-    for source in (HERE / "kernel_probe.py", HERE / "limits.py", GRADING / "trusted.py", GRADING / "weights_run.py"):
+    for source in (HERE / "kernel_probe.py", HERE / "kernel_audit.py", HERE / "limits.py", GRADING / "trusted.py",
+                   GRADING / "weights_run.py"):
         shutil.copyfile(source, grader_dir / source.name)
     _copy_package(paths.CHECKS_PACKAGE, grader_dir / paths.CHECKS_PACKAGE.name)
     release = paths.REPO / paths.RELEASE_DIR
@@ -381,6 +392,24 @@ def _load_probes(out: Path) -> dict[str, dict]:
     return results
 
 
+def _load_accesses(log: Path) -> list[dict]:
+    """kernel_audit.py's notes, as plain data (the student's code could have written the file too)."""
+    try:
+        with open(log, "rb") as f:
+            text = f.read(MAX_AUDIT_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append({str(k): str(v)[:500] for k, v in record.items() if isinstance(v, str)})
+    return found
+
+
 def _resolve_tensors(value, tensors: dict):
     if isinstance(value, dict):
         if set(value) == {"__tensor__"}:
@@ -391,8 +420,10 @@ def _resolve_tensors(value, tensors: dict):
     return value
 
 
-def _run_probes(session: Session, probes: list[dict], probe_dir: Path, runner: Path) -> None:
-    """One execution per probe, so that one hanging forward pass costs only its own check."""
+def _run_probes(session: Session, probes: list[dict], probe_dir: Path, runner: Path) -> dict[str, str]:
+    """One execution per probe, so that one hanging forward pass costs only its own check. Returns
+    how each probe's cell ended ("ok", "error", "timeout" or "died"); probes never run are absent."""
+    statuses: dict[str, str] = {}
     for probe in probes:
         result = probe_dir / f"{probe['check_id']}.json"
         result.unlink(missing_ok=True)  # a file the student's code left there must not count
@@ -402,11 +433,13 @@ def _run_probes(session: Session, probes: list[dict], probe_dir: Path, runner: P
             status = session.run(len(session.nb.cells) - 1)
         except RuntimeError:
             status = "died"
+        statuses[probe["check_id"]] = status
         if status != "ok" and not result.exists():
             reason = {"timeout": "timed out in", "died": "crashed"}.get(status, "could not run in")
             result.write_text(json.dumps({"ok": False, "error": f"The check {reason} your notebook's kernel."}))
         if status == "died" and session.exhausted:
             break
+    return statuses
 
 
 def run_notebook(
@@ -430,6 +463,7 @@ def run_notebook(
         start = time.perf_counter()
         cells: list[dict] = []
         timed_out = False
+        probe_status: dict[str, str] = {}
         try:
             session.start()
             for index, cell in enumerate(list(nb.cells)):
@@ -448,7 +482,7 @@ def run_notebook(
                 if status == "died" and session.exhausted:
                     break
             else:
-                _run_probes(session, probes, job_dir / "out" / "probes", grader_dir / "kernel_probe.py")
+                probe_status = _run_probes(session, probes, job_dir / "out" / "probes", grader_dir / "kernel_probe.py")
         finally:
             session.stop()
         return SandboxResult(
@@ -459,4 +493,7 @@ def run_notebook(
             probes=_load_probes(job_dir / "out"),
             restarts=session.restarts - session.retries,
             retries=session.retries,
+            probe_status=probe_status,
+            accesses=_load_accesses(job_dir / "out" / AUDIT_LOG),
+            folder=str(job_dir),
         )

@@ -54,9 +54,20 @@ def _to_plain(value, tensors: dict, path: str):
     raise TypeError(f"a probe returned a {type(value).__name__}, which is not plain data")
 
 
+def _unusual(checks) -> list:
+    """The outputs of types the submission defined that redefine comparisons (see the checks'
+    `unusual_returns`), as plain data for the integrity flags."""
+    try:
+        return [{"type": str(u["type"]), "tensor": bool(u["tensor"]), "redefines": [str(n) for n in u["redefines"]]}
+                for u in checks.unusual_returns()]
+    except Exception:  # changed by the student's code: it can hide a finding, not make one
+        return []
+
+
 def run_probe(namespace: dict, probe_json: str, out_dir: str) -> None:
     probe = json.loads(probe_json)
     out = Path(out_dir) / probe["check_id"]
+    checks = None
     try:
         checks, weights_run = _load()
         missing = [name for name in probe["args"] if name not in namespace]
@@ -75,4 +86,6 @@ def run_probe(namespace: dict, probe_json: str, out_dir: str) -> None:
         result = {"ok": False, "error": str(error)}
     except BaseException as error:  # the student's code may raise anything, even SystemExit
         result = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    if checks is not None:
+        result["unusual"] = _unusual(checks)
     Path(f"{out}.json").write_text(json.dumps(result))

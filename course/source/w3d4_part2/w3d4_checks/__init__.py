@@ -63,7 +63,7 @@ from .embeddings import frequency_conventions, matched_columns, sin_cos  # noqa:
 from .exercises import EXERCISES, Exercise, run_check  # noqa: E402
 from .groupnorm import GN_DEFAULT_EPS  # noqa: E402
 from .judging import TOL, as_tensor, fmt, raise_probe_error  # noqa: E402
-from .probing import FirstUse, default_device, is_a, is_attention, is_norm, plain, plain_pair, run_probe, tensors_in  # noqa: E402
+from .probing import FirstUse, default_device, is_a, is_attention, is_norm, plain, plain_pair, run_probe, tensors_in, unusual_returns  # noqa: E402
 from .seeding import SEED, affine_params, projection_params, randn  # noqa: E402
 from .unet import UNET, unet_steps  # noqa: E402
 
@@ -72,7 +72,7 @@ __all__ = [
     "EXERCISES", "Exercise", "run_check", "SEED", "TOL", "default_device", "BONUS_CLASS", "VersionError",
     # probing and reading probe results
     "run_probe", "raise_probe_error", "as_tensor", "plain", "plain_pair", "fmt",
-    "FirstUse", "is_a", "is_attention", "is_norm", "tensors_in",
+    "FirstUse", "is_a", "is_attention", "is_norm", "tensors_in", "unusual_returns",
     # seeded values and the float64 formulas the judges compare with
     "randn", "affine_params", "projection_params", "multihead_attention", "frequency_conventions", "sin_cos",
     "matched_columns", "GN_DEFAULT_EPS",
