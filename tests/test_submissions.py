@@ -117,32 +117,6 @@ def test_extract_zip_skips_a_member_with_no_name(tmp_path):
     assert submissions.extract_zip(archive, tmp_path / "out") == ["."]
 
 
-def test_extract_zip_refuses_too_many_files(tmp_path, make_zip, monkeypatch):
-    monkeypatch.setattr(submissions, "MAX_ZIP_FILES", 3)
-    archive = make_zip(tmp_path / "class.zip", {f"s{i}.ipynb": NB for i in range(4)})
-    with pytest.raises(submissions.SubmissionError, match="too large to extract safely"):
-        submissions.extract_zip(archive, tmp_path / "out")
-    assert not (tmp_path / "out").exists()  # refused before anything was written
-    assert submissions.extract_zip(make_zip(tmp_path / "ok.zip", {f"s{i}.ipynb": NB for i in range(3)}),
-                                   tmp_path / "ok") == []
-
-
-def test_extract_zip_refuses_too_many_bytes(tmp_path, make_zip, monkeypatch):
-    """The sizes the zip declares are added up before anything is extracted (a zip bomb of zeros
-    compresses to almost nothing)."""
-    monkeypatch.setattr(submissions, "MAX_ZIP_BYTES", 1000)
-    with pytest.raises(submissions.SubmissionError, match="too large to extract safely"):
-        submissions.extract_zip(make_zip(tmp_path / "bomb.zip", {"a.ipynb": b"\0" * 600, "b.ipynb": b"\0" * 401}),
-                                tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert submissions.extract_zip(make_zip(tmp_path / "ok.zip", {"a.ipynb": b"\0" * 600, "b.ipynb": b"\0" * 400}),
-                                   tmp_path / "ok") == []
-
-
-def test_the_real_limits_are_generous():
-    assert submissions.MAX_ZIP_FILES == 20_000 and submissions.MAX_ZIP_BYTES == 2 * 2**30
-
-
 def test_extract_zip_of_a_file_that_is_not_a_zip(tmp_path):
     fake = tmp_path / "class.zip"
     fake.write_text("not a zip")
@@ -512,9 +486,3 @@ def test_a_students_folder_that_held_only_an_unsafe_entry_is_their_row(tmp_path,
     assert found["dora"].notebook is None
     assert found["dora"].notes == [f"The zip entry 'class/dora/{notebook_name}' {UNSAFE} Graded as unanswered.",
                                    f"The zip entry 'class/dora/notes.ipynb' {UNSAFE}"]
-
-
-def test_collect_a_zip_that_is_too_large(tmp_path, make_zip, monkeypatch):
-    monkeypatch.setattr(submissions, "MAX_ZIP_FILES", 1)
-    with pytest.raises(submissions.SubmissionError, match="too large to extract safely"):
-        submissions.collect(make_zip(tmp_path / "class.zip", {"a.ipynb": NB, "b.ipynb": NB}), tmp_path / "scratch")

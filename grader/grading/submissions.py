@@ -1,10 +1,12 @@
 """Find the submissions in a folder or a zip: `STUDENT.ipynb` files or `STUDENT/` folders.
 
-Zips are extracted safely (no absolute paths, no `..`, no links, bounded size); an unsafe or
-damaged entry is skipped but reported to the student it belongs to, and a skipped notebook of
-nobody else's still gets a row. Links in a class folder are never followed. A folder or zip that
-holds a single folder (as LMS downloads often do) is looked into. Student ids are made safe for
-file names and nbgrader (`../x` cannot escape the course), and every change to a name is reported.
+Zips are extracted safely and streamed (no absolute paths, no `..`, no links, no member larger than
+MAX_MEMBER_BYTES or inflating absurdly); an unsafe, damaged or oversized entry is skipped but
+reported to the student it belongs to, and a skipped notebook of nobody else's still gets a row.
+The archive as a whole has no size cap (a class with large outputs is what it is), only the disk
+it is extracted to. Links in a class folder are never followed. A folder or zip that holds a single
+folder (as LMS downloads often do) is looked into. Student ids are made safe for file names and
+nbgrader (`../x` cannot escape the course), and every change to a name is reported.
 """
 
 from __future__ import annotations
@@ -21,8 +23,24 @@ from pathlib import Path, PurePosixPath
 
 from .. import paths
 
-MAX_ZIP_BYTES = 2 * 2**30
-MAX_ZIP_FILES = 20_000
+# The most one member may inflate to. A notebook is graded only up to intake.MAX_NOTEBOOK_BYTES
+# (20 MiB); past that, intake itself says so, so a notebook of 20-256 MiB (many large image
+# outputs) is extracted and its student gets intake's own note. 256 MiB also leaves room for the other
+# files a student's folder may hold (data, a checkpoint), while no single member, a zip bomb of
+# zeros above all, can fill the scratch disk: 3 GiB of zeros deflate to 3 MiB.
+MAX_MEMBER_BYTES = 256 * 2**20
+# Past its first RATIO_FREE_BYTES, a member may not inflate to more than MAX_RATIO times its
+# compressed size. Honest notebooks deflate about 1.3:1 (base64 images) to 4:1 (this lesson's, code and text);
+# zeros deflate 1,000:1, and bzip2 or LZMA far more. Nothing intake could grade is ever judged by
+# its ratio (RATIO_FREE_BYTES is intake's notebook cap), so the rule only stops bombs early.
+MAX_RATIO = 100
+RATIO_FREE_BYTES = 20 * 2**20
+# A zip's directory is read into memory whole (about half a KiB an entry) and every entry becomes a
+# file in scratch: millions of empty entries would take hours and use up the disk's inodes before
+# anyone is graded. 200,000 is ten times a class of 1,000 students who each hand in a folder of 20
+# files (macOS's `__MACOSX/` copies included); a larger class can be unzipped and passed as a folder.
+MAX_ZIP_FILES = 200_000
+CHUNK = 2**20  # members are copied this much at a time, never whole
 # Junk that archivers and file managers add. Other hidden names are skipped too, except notebooks:
 # a student whose file is called `.alice.ipynb` or `..alice.ipynb` still gets a row.
 JUNK = re.compile(r"^(__MACOSX|Thumbs\.db|\.DS_Store|\._.*|\.ipynb_checkpoints)$")
@@ -54,16 +72,18 @@ UNSAFE = "was not extracted: its path is unsafe (absolute, with '..', or a link)
 
 def extract_zip(archive: Path, target: Path) -> list[str]:
     """Extract members that are plain files inside `target`; return the names of the members that
-    were skipped: unsafe ones (absolute, with `..`, links) and damaged ones (see `extract`)."""
+    were skipped: unsafe ones (absolute, with `..`, links), damaged and too large ones (see `extract`)."""
     return list(extract(archive, target))
 
 
 def extract(archive: Path, target: Path) -> dict[str, str]:
     """Extract members that are plain files inside `target`; return {member name: why it was
     skipped} for the others. A member that cannot be extracted (a bad checksum, a compression or
-    encryption zipfile cannot read, a file and a folder of the same name) is skipped and reported
-    like an unsafe one: the rest of the class is still graded. Only an archive that cannot be read
-    at all, or is too large, stops the run (SubmissionError)."""
+    encryption zipfile cannot read, a file and a folder of the same name, too large or a zip bomb)
+    is skipped and reported like an unsafe one: the rest of the class is still graded. Only an
+    archive that cannot be read at all, with more than MAX_ZIP_FILES entries, or that the scratch
+    disk cannot hold stops the run (SubmissionError), before anything is written; so does a disk
+    that fills up all the same (its half-written file is removed)."""
     skipped: dict[str, str] = {}
     try:
         zf = zipfile.ZipFile(archive)
@@ -71,45 +91,115 @@ def extract(archive: Path, target: Path) -> dict[str, str]:
         raise SubmissionError(f"{archive} is not a readable zip file ({error})") from None
     with zf:
         members = zf.infolist()
-        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise SubmissionError(f"{archive} is too large to extract safely")
+        _check_count(archive, len(members))
+        _check_disk(archive, target, members)
         for member in members:
-            name = PurePosixPath(member.filename.replace("\\", "/"))
-            is_link = stat.S_ISLNK(member.external_attr >> 16)
-            if member.is_dir() or is_link or name.is_absolute() or ".." in name.parts or not name.parts:
-                if not member.is_dir():
-                    skipped[member.filename] = f"The zip entry {member.filename!r} {UNSAFE}"
-                continue
-            why = _extract_member(zf, member, target.joinpath(*name.parts), archive)
+            if member.is_dir():
+                continue  # folders come from the files inside them
+            why = _refusal(member)
+            if why is None:
+                name = PurePosixPath(member.filename.replace("\\", "/"))
+                why = _extract_member(zf, member, target.joinpath(*name.parts), archive)
             if why:
-                skipped[member.filename] = f"The zip entry {member.filename!r} was not extracted: {why}."
+                skipped[member.filename] = f"The zip entry {member.filename!r} {why}."
     return skipped
 
 
+def _check_count(archive: Path, count: int) -> None:
+    """Refuse a zip of more than MAX_ZIP_FILES entries, saying what to do instead."""
+    if count > MAX_ZIP_FILES:
+        raise SubmissionError(
+            f"{archive} holds {count:,} entries, more than the {MAX_ZIP_FILES:,} the grader extracts from one "
+            "zip; nothing was extracted. Unzip it yourself and pass the folder, or split the class into "
+            "several zips.")
+
+
+def _size(size: int) -> str:
+    """A size in words for a message: 1.2 GiB, 3.4 MiB."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _check_disk(archive: Path, target: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse, before writing anything, a zip whose members the scratch disk cannot hold. The sizes
+    are the ones the zip declares, counted only for members that will be read: no member may write
+    more than it declares (see `_extract_member`), so this is the most extracting can take."""
+    needed = sum(-(-m.file_size // 4096) * 4096 for m in members if not m.is_dir() and not _refusal(m))
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise SubmissionError(
+            f"extracting {archive} needs about {_size(needed)} in {target}, but only {_size(free)} are free; "
+            "nothing was extracted. Free some space, or set TMPDIR to a disk with more room.")
+
+
+def _refusal(member: zipfile.ZipInfo) -> str | None:
+    """Why this member is not extracted without even reading it (unsafe, or declared too large), or None."""
+    name = PurePosixPath(member.filename.replace("\\", "/"))
+    if stat.S_ISLNK(member.external_attr >> 16) or name.is_absolute() or ".." in name.parts or not name.parts:
+        return UNSAFE.removesuffix(".")
+    limit, why = _limit(member)
+    if member.file_size > limit:
+        return f"was not extracted: {why}"
+    return None
+
+
+def _limit(member: zipfile.ZipInfo) -> tuple[int, str]:
+    """The most bytes `member` may inflate to, and why it was not read had it declared more."""
+    by_ratio = max(RATIO_FREE_BYTES, MAX_RATIO * member.compress_size)
+    if by_ratio < MAX_MEMBER_BYTES:
+        return by_ratio, (f"it is larger than {RATIO_FREE_BYTES // 2**20} MiB uncompressed and inflates to more "
+                          f"than {MAX_RATIO} times its compressed size, as a zip bomb does, so it was not read")
+    return MAX_MEMBER_BYTES, (f"it is larger than {MAX_MEMBER_BYTES // 2**20} MiB uncompressed, the most the "
+                              "grader reads of one file, so it was not read")
+
+
+class TooLarge(Exception):
+    """A member produced more bytes than it may (see `_copy_capped`)."""
+
+
+def _copy_capped(src, dst, limit: int) -> None:
+    """Copy `src` to `dst` CHUNK bytes at a time; raise TooLarge, having read at most limit + 1
+    bytes, when `src` holds more than `limit`. The sizes a zip declares are not trusted here."""
+    written = 0
+    while chunk := src.read(min(CHUNK, limit + 1 - written)):
+        written += len(chunk)
+        if written > limit:
+            raise TooLarge
+        dst.write(chunk)
+
+
 def _extract_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, destination: Path, archive: Path) -> str | None:
-    """Write one member; None when it was, else why it could not be (nothing of it is left)."""
+    """Write one member, streamed; None when it was, else why it could not be (nothing of it is left)."""
+    limit, too_large = _limit(member)
+    if member.file_size < limit:  # a member may not write more than it declares: the disk check counts on it
+        limit = member.file_size
+        too_large = "it holds more than the zip declares, as a zip bomb may, so it was not read"
     started = False
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(member) as src:
             with open(destination, "wb") as dst:
                 started = True
-                shutil.copyfileobj(src, dst)
+                _copy_capped(src, dst, limit)
         return None
+    except TooLarge:
+        why = too_large
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
-        return "the zip holds a file and a folder of the same name"
+        why = "the zip holds a file and a folder of the same name"
     except OSError as error:
         if error.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
             why = f"its name cannot be a file name here ({error.strerror})"
         elif error.errno is None:  # a decompressor's complaint (bz2 raises OSError): the data is damaged
             why = f"it is damaged ({error})"
         else:  # the disk is full or cannot be written: no later member would fare better
+            if started:
+                destination.unlink(missing_ok=True)
             raise SubmissionError(f"could not extract {member.filename!r} from {archive}: {error}") from None
     except Exception as error:  # noqa: BLE001 - a bad checksum, an encryption or compression zipfile cannot read
         why = f"it is damaged or cannot be read ({str(error) or type(error).__name__})"
     if started:
         destination.unlink(missing_ok=True)  # half a file is not the student's notebook
-    return why
+    return f"was not extracted: {why}"
 
 
 def _visible(folder: Path) -> list[Path]:
