@@ -57,6 +57,7 @@ def cmd_run_solution(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from .course.commands import NbgraderError
+    from .course.database import DatabaseError
     from .course.grade import grade
     from .grading.sandbox import Limits, isolation_available
     from .grading.submissions import SubmissionError
@@ -68,7 +69,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits,
               export=args.export)
-    except (SubmissionError, NbgraderError) as error:
+    except (SubmissionError, NbgraderError, DatabaseError) as error:
         print(f"grading stopped: {error}", file=sys.stderr)
         return 2
     return 0
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--jobs", type=int, default=2, help="submissions run in parallel (default: 2)")
     grade.add_argument("--out", default=str(paths.REPO / "out" / "grading"), help="workspace and reports (default: out/grading)")
     grade.add_argument("--student", help="regrade only this student (the others keep their cached verdicts)")
-    grade.add_argument("--db", help="gradebook database URL (default: SQLite in the workspace)")
+    grade.add_argument("--db", help="gradebook database URL, e.g. postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+                                    "(the database must exist; default: SQLite in the workspace)")
     grade.add_argument("--cell-timeout", type=int, default=60, help="seconds one cell may run (default: 60)")
     grade.add_argument("--notebook-timeout", type=int, default=600, help="seconds one notebook may run (default: 600)")
     grade.add_argument("--export", action="append", choices=["canvas"], default=[],

@@ -6,7 +6,8 @@
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
    verdict is cached per notebook, so a killed run resumes where it stopped.
 3. nbgrader (one process, the only writer to the gradebook): `autograde` with our preprocessors
-   picks the cached verdicts up, then `generate_feedback` and `export`.
+   picks the cached verdicts up, then `generate_feedback` and `export`. A PostgreSQL gradebook is
+   locked while nbgrader writes it, so two runs into one database take turns (database.py).
 4. Reports, all read from the gradebook (see reports.py): `grades.csv` (nbgrader's export),
    `grades_by_test.csv`, `summary.json`, a summary table, a histogram, and the exports asked for.
 """
@@ -30,7 +31,7 @@ from ..grading.plan import course_secret
 from ..grading.sandbox import Limits
 from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, verdict_path
-from . import reports
+from . import database, reports
 from .commands import NbgraderError
 from .feedback import slim_feedback
 from .reports import Row
@@ -161,7 +162,8 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
           db_url: str | None = None, limits: Limits = Limits(), export: list[str] = ()) -> list[Row]:
     start = time.perf_counter()
     workspace = Workspace(out, db_url, limits)
-    workspace.setup()
+    with database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook too
+        workspace.setup()
     with tempfile.TemporaryDirectory(prefix="w3d4-submissions-") as scratch:
         found = collect(submissions or SAMPLE_CLASS, Path(scratch))
         if student:
@@ -171,8 +173,9 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
             verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
         notebooks = intake_all(workspace, found)
     verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
-    run_nbgrader(workspace, list(notebooks), student)
-    rows = write_reports(workspace, found, verdicts, list(export))
+    with database.write_lock(workspace.db_url):
+        run_nbgrader(workspace, list(notebooks), student)
+        rows = write_reports(workspace, found, verdicts, list(export))
     isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"
     reports.print_summary(rows, isolation)
     written = ["grades.csv", "grades_by_test.csv", "summary.json", "score_histogram.png"]
