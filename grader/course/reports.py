@@ -97,7 +97,7 @@ def read_rows(db_url: str, students: dict[str, str], verdicts: dict[str, Verdict
                 score=round(submission.score - (submission.late_submission_penalty or 0.0), 2),
                 max_score=submission.max_score, auto_score=round(sum(t.auto_score for t in tests), 2),
                 hand_graded=[t.test for t in tests if t.manual_score is not None],
-                notes=list(verdict.notes), flags=list(getattr(verdict, "flags", [])), tests=tests,
+                notes=list(verdict.notes), flags=list(verdict.flags), tests=tests,
                 first_name=student.first_name, last_name=student.last_name,
             ))
     return rows
