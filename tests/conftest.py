@@ -150,3 +150,12 @@ def make_zip():
 @pytest.fixture
 def make_tree():
     return write_tree
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's, with a fresh profile) for one test module."""
+    from browser_support import chromium  # Playwright only where a browser test asks for it
+
+    with chromium() as browser:
+        yield browser

@@ -46,14 +46,6 @@ def student_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from browser_support import chromium
-
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def server(student_folder, tmp_path_factory):
     with jupyter_lab(student_folder, tmp_path_factory.mktemp("jupyter-home")) as server:
         yield server

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import _stop_process_group, chromium, free_port, offline_page
+from browser_support import _stop_process_group, free_port, offline_page
 from figures.diagrams import CHROMIUM
 from grader import paths
+from grader.course import reports as reports_module
 from grader.course.commands import tool_env
+from grader.course.feedback import slim_feedback
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: the browser tests need chromium"),
@@ -48,8 +50,7 @@ def reports(out: Path) -> dict:
         summed[row["student_id"]] = summed.get(row["student_id"], 0.0) + float(row["final_score"])
     summary = {r["student_id"]: r for r in json.loads((out / "summary.json").read_text())}
     with open(out / "grades_canvas.csv", newline="", encoding="utf-8") as f:
-        canvas = {r["SIS Login ID"]: float(r[next(iter(r.keys() - {"Student", "ID", "SIS User ID", "SIS Login ID",
-                                                                   "Section"}))])
+        canvas = {r["SIS Login ID"]: float(r[reports_module.CANVAS_COLUMN])
                   for r in csv.DictReader(f) if r["Student"] != "Points Possible"}
     return {"grades.csv": nbgrader, "grades_by_test.csv": summed, "canvas": canvas,
             "summary.json": {s: r["score"] for s, r in summary.items()}, "rows": by_test, "summary": summary}
@@ -80,12 +81,6 @@ def formgrader(graded):
         yield url
     finally:
         _stop_process_group(server)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 def submission_links(page, url: str) -> dict[str, str]:
@@ -172,20 +167,28 @@ def test_review_set_a_score_by_hand_regrade_and_every_report_agrees(graded, form
 
 def test_feedback_names_each_test_is_small_and_renders_maths_offline(graded, browser):
     out, _ = graded
-    feedback = out / "course" / "feedback"
+    feedback, release = out / "course" / "feedback", out / "course" / "release"
+    page_name = paths.NOTEBOOK_NAME.replace(".ipynb", ".html")
     tests = [r["test"] for r in reports(out)["rows"] if r["student_id"] == SAMPLE[0]]
+    shared = {p.name for p in feedback.iterdir() if p.is_file()}
+    assert shared and all((release / paths.ASSIGNMENT / name).is_file() for name in shared)
     for student in SAMPLE:
-        folder = feedback / student
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        folder = feedback / student / paths.ASSIGNMENT
+        assert [p.name for p in folder.iterdir()] == [page_name], f"{student}'s feedback holds more than its page"
+        size = sum(p.stat().st_size for p in (feedback / student).rglob("*") if p.is_file())
         assert size < 200_000, f"{student}'s feedback folder holds {size / 1000:.0f} KB"
-        assert not list(folder.rglob("*.safetensors")), f"{student}'s feedback carries the checkpoint"
+        html = (folder / page_name).read_text(encoding="utf-8")
+        assert "<script" not in html and not re.search(r"\b(?:src|href)=[\"']?(?:https?:)?//[^\"']*\.js", html)
+    before = {p: p.read_bytes() for p in sorted(feedback.rglob("*")) if p.is_file()}
+    slim_feedback(feedback, release)  # as a second grading run does: nothing changes
+    assert {p: p.read_bytes() for p in sorted(feedback.rglob("*")) if p.is_file()} == before
+
     page = offline_page(browser)
-    page.goto((feedback / "cleo_first_half" / paths.ASSIGNMENT / paths.NOTEBOOK_NAME.replace(".ipynb", ".html"))
-              .as_uri())
+    page.goto((feedback / "cleo_first_half" / paths.ASSIGNMENT / page_name).as_uri())
     page.wait_for_load_state("load")
-    summary = page.inner_text("body")
+    summary = page.inner_text("#toc")
     missing = [t for t in tests if t not in summary]
-    assert not missing and "Test cell" not in summary, f"summary does not name: {missing}"
+    assert not missing and "Test cell" not in summary, f"the summary does not name {missing}: {summary[:300]}"
     drawn, raw = rendered_maths(page)
     assert drawn >= 5 and not raw, f"feedback: {drawn} formulas drawn, raw TeX: {raw[:3]}"
     broken = page.evaluate("() => [...document.images].filter((i) => !i.naturalWidth).map((i) => i.src)")

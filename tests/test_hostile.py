@@ -89,11 +89,12 @@ class Graded:
         return self.workspace.root / "feedback" / student_id / paths.ASSIGNMENT / f"{NOTEBOOK_ID}.html"
 
     def told(self, student_id: str) -> str:
-        """Everything the student is told: notes, diagnostics, and the outputs kept from their cells."""
+        """Everything the student is told: notes and flags (the notes cell), diagnostics, and the
+        outputs kept from their cells."""
         verdict = self.verdict(student_id)
         outputs = [json.dumps(o) for cell in verdict.cells for o in cell.get("outputs", [])]
         diagnostics = [d for _, d in self.by_test[student_id].values()]
-        return "\n".join(verdict.notes + diagnostics + [c.message for c in verdict.checks] + outputs)
+        return "\n".join(verdict.notes + verdict.flags + diagnostics + [c.message for c in verdict.checks] + outputs)
 
 
 @pytest.fixture(scope="module")

@@ -239,10 +239,10 @@ def test_restarts_and_timeouts_are_stated_as_facts():
     run = result(restarts=2, cells=[{"index": 12, "status": "timeout", "outputs": []}])
     run.timed_out = True
     run.probe_status[CHECKS[0].check_id] = "timeout"
-    assert integrity.flags(run, CHECKS, Limits(notebook_timeout_s=300)) == [
+    assert integrity.flags(run, CHECKS, Limits(cell_timeout_s=60, notebook_timeout_s=300)) == [
         "The kernel was restarted 2 times after a crash or a hang.",
         "The notebook ran longer than 300 s and was stopped before its end.",
-        "1 cell ran past the time limit twice and was stopped (cell 12).",
+        "1 cell ran past the time limit twice (60 s, then 120 s) and was stopped (cell 12).",
         "The probes of 1 check ran past the time limit twice and were stopped.",
     ]
 

@@ -49,16 +49,15 @@ class NormaliseSubmission(NbGraderPreprocessor):
 WRAP = 100  # columns: outputs are <pre> blocks in the formgrader and nbconvert, which do not wrap
 
 
-def _lines(verdict: Verdict, grade_id: str, points: float) -> list[str]:
+def _report(grade_id: str, points: float, score: float, mine: list) -> str:
     """The test's name and points first, then one wrapped paragraph per check."""
-    mine = [c for c in verdict.checks if c.grade_id == grade_id]
     passed = sum(c.passed for c in mine)
-    lines = [f"{grade_id}: {verdict.score(grade_id, points):g} / {points:g} points "
-             f"({passed} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed)"]
+    checks = f"{passed} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed"
+    lines = [f"{grade_id}: {score:g} / {points:g} points ({checks})"]
     for c in mine:
         text = f"{'PASS' if c.passed else 'FAIL'} {c.label}" + ("" if c.passed else f": {c.message}")
         lines.append(textwrap.fill(text, WRAP, subsequent_indent="    ", break_on_hyphens=False))
-    return lines
+    return "\n".join(lines) + "\n"
 
 
 def _summary(verdict: Verdict, grade_id: str, points: float) -> list[nbformat.NotebookNode]:
@@ -66,15 +65,14 @@ def _summary(verdict: Verdict, grade_id: str, points: float) -> list[nbformat.No
     gives full marks to a cell without an error, the number of an execute_result as partial
     credit, and 0 to a cell with an error."""
     mine = [c for c in verdict.checks if c.grade_id == grade_id]
-    passed = sum(c.passed for c in mine)
-    text = "\n".join(_lines(verdict, grade_id, points)) + "\n"
+    passed, score = sum(c.passed for c in mine), verdict.score(grade_id, points)
+    text = _report(grade_id, points, score, mine)
     if mine and passed == len(mine):
         return [nbformat.v4.new_output("stream", name="stdout", text=text)]
     if passed:
         return [
             nbformat.v4.new_output("stream", name="stdout", text=text),
-            nbformat.v4.new_output("execute_result", data={"text/plain": repr(verdict.score(grade_id, points))},
-                                   execution_count=None),
+            nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)}, execution_count=None),
         ]
     first = next((c for c in mine if not c.passed), None)
     return [nbformat.v4.new_output(

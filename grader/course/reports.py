@@ -22,6 +22,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from .. import paths
 from ..grading import intake
 from ..grading.verdicts import Verdict, clean_message
+from . import database
+from .commands import NbgraderError
 
 NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
 COURSE_ID = "w3d4"  # c.CourseDirectory.course_id in course/nbgrader_config.py
@@ -86,8 +88,9 @@ def read_rows(db_url: str, students: dict[str, str], verdicts: dict[str, Verdict
             try:
                 submission = gradebook.find_submission(paths.ASSIGNMENT, sid)
                 notebook = gradebook.find_submission_notebook(NOTEBOOK_ID, paths.ASSIGNMENT, sid)
-            except MissingEntry:
-                raise LookupError(f"the gradebook has no graded notebook for {sid}") from None
+            except MissingEntry:  # autograde stopped early, or another run removed the student
+                raise NbgraderError(f"the gradebook {database.describe(db_url)} has no graded notebook for {sid}; "
+                                    "run the same command again") from None
             grades = {grade.name: grade for grade in notebook.grades}
             tests = [_test_score(grades[grade_id], points, diagnostic(verdict, grade_id))
                      for grade_id, points in cells if grade_id in grades]

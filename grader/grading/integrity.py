@@ -21,7 +21,7 @@ import re
 
 from .. import paths
 from .plan import Check
-from .sandbox import Limits, SandboxResult
+from .sandbox import LOAD_RETRY_FACTOR, Limits, SandboxResult
 
 MAX_ITEMS = 6  # paths named in one flag
 # Path components that name grading material. Support files released beside the notebook are no
@@ -132,7 +132,8 @@ def _probe_flags(run: SandboxResult, checks: list[Check]) -> list[str]:
 
 
 def _run_flags(run: SandboxResult, limits: Limits) -> list[str]:
-    """Restarts and timeouts: facts, which a crash or a slow loop can explain as well as an attack."""
+    """Restarts and timeouts: facts, which a crash or a slow loop can explain as well as an attack.
+    They are said here only (grade_notebook's notes leave them out), in the notes cell and summary."""
     flags = []
     if run.restarts:
         flags.append(f"The kernel was restarted {_plural(run.restarts, 'time')} after a crash or a hang.")
@@ -140,7 +141,8 @@ def _run_flags(run: SandboxResult, limits: Limits) -> list[str]:
         flags.append(f"The notebook ran longer than {limits.notebook_timeout_s} s and was stopped before its end.")
     slow = [str(c.get("index")) for c in run.cells if isinstance(c, dict) and c.get("status") == "timeout"]
     if slow:
-        flags.append(f"{_plural(len(slow), 'cell')} ran past the time limit twice and {'was' if len(slow) == 1 else 'were'} "
+        flags.append(f"{_plural(len(slow), 'cell')} ran past the time limit twice ({limits.cell_timeout_s} s, then "
+                     f"{LOAD_RETRY_FACTOR * limits.cell_timeout_s} s) and {'was' if len(slow) == 1 else 'were'} "
                      f"stopped (cell {', '.join(slow)}).")
     hung = sum(status == "timeout" for status in run.probe_status.values())
     if hung:

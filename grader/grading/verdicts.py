@@ -194,22 +194,14 @@ def grade_notebook(
     else:
         run = SandboxResult(isolation="unknown", seconds=0.0, timed_out=False)
         notes.append(f"The grader could not run this notebook ({failure}); please tell your instructor.")
-    if run.restarts:
-        notes.append(f"The kernel was restarted {run.restarts} time(s) after a crash or a hang.")
+    # Restarts and timeouts are integrity flags (integrity._run_flags), shown beside these notes.
     if run.retries:
         notes.append(
             f"{run.retries} cell(s) ran longer than {limits.cell_timeout_s} s or stopped the kernel, and were run "
             f"again in a fresh kernel with {LOAD_RETRY_FACTOR * limits.cell_timeout_s} s."
         )
-    if run.timed_out:
-        notes.append(f"The notebook ran longer than {limits.notebook_timeout_s} s and was stopped.")
     for cell in run.cells:
-        if cell.get("status") == "timeout":
-            notes.append(
-                f"Cell {cell.get('index')} ran longer than {limits.cell_timeout_s} s, and longer than "
-                f"{LOAD_RETRY_FACTOR * limits.cell_timeout_s} s on a second try, and was stopped."
-            )
-        elif cell.get("status") == "died":
+        if cell.get("status") == "died":
             notes.append(f"Cell {cell.get('index')} crashed the kernel twice; it was restarted and grading went on.")
     return Verdict(
         student_id=student_id,
