@@ -27,10 +27,10 @@ from tqdm import tqdm
 from .. import paths
 from ..grading import intake
 from ..grading.intake import METADATA_KEY
-from ..grading.plan import course_secret
+from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
 from ..grading.submissions import Submission, SubmissionError, collect
-from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, verdict_path
+from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks, verdict_path
 from . import database, reports
 from .commands import NbgraderError
 from .feedback import slim_feedback
@@ -117,7 +117,8 @@ def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limit
         try:
             nb = nbformat.read(notebooks[student_id], as_version=4)
             notes = nb.metadata.get(METADATA_KEY, {}).get("notes", [])
-            verdict = grade_notebook(notebooks[student_id], student_id, secret, notes, limits, slot)
+            seeds = seeds_for(secret, student_id, list(release_checks()))
+            verdict = grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
         finally:
             slots.put(slot)
         verdict.save(verdict_path(workspace.verdicts, student_id, paths.ASSIGNMENT, NOTEBOOK_ID))

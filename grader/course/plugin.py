@@ -30,9 +30,9 @@ from traitlets import Integer, Unicode
 
 from ..grading import intake
 from ..grading.intake import METADATA_KEY
-from ..grading.plan import course_secret
+from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
-from ..grading.verdicts import Verdict, cached, grade_notebook, verdict_path
+from ..grading.verdicts import Verdict, cached, grade_notebook, release_checks, verdict_path
 
 
 
@@ -97,9 +97,8 @@ class SandboxedExecute(NbGraderPreprocessor):
             with tempfile.TemporaryDirectory(prefix="w3d4-autograde-") as scratch:
                 submission = Path(scratch) / "submission.ipynb"
                 nbformat.write(nb, submission)
-                verdict = grade_notebook(
-                    submission, info["student"], course_secret(Path(self.secret_file)), meta.get("notes", []), limits
-                )
+                seeds = seeds_for(course_secret(Path(self.secret_file)), info["student"], list(release_checks()))
+                verdict = grade_notebook(submission, info["student"], seeds, meta.get("notes", []), limits)
             verdict.save(path)
         return apply_verdict(nb, verdict), resources
 

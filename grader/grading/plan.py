@@ -98,6 +98,11 @@ def seed_for(secret: bytes, student_id: str, check: Check) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def seeds_for(secret: bytes, student_id: str, checks: list[Check]) -> dict[str, int]:
+    """Every check's seed for one student: what a grading process needs instead of the secret."""
+    return {c.check_id: seed_for(secret, student_id, c) for c in checks}
+
+
 def course_secret(path: Path) -> bytes:
     """The per-course secret that seeds the checks; created once, readable only by its owner."""
     if not path.is_file():

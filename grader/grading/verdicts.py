@@ -20,7 +20,7 @@ import nbformat
 
 from .. import paths
 from . import integrity, wiring
-from .plan import Check, checks_for, seed_for
+from .plan import Check, checks_for
 from .sandbox import LOAD_RETRY_FACTOR, Limits, SandboxResult, run_notebook
 from .trusted import load_package
 
@@ -174,14 +174,23 @@ def _judge_all(checks: list[Check], seeds: dict[str, int], probes: dict) -> list
     return results
 
 
+@cache
+def release_checks() -> tuple[Check, ...]:
+    """The checks of the release notebook, in notebook order."""
+    return tuple(checks_for(nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)))
+
+
 def grade_notebook(
-    path: Path, student_id: str, secret: bytes, notes: list[str], limits: Limits = Limits(), slot: int = 0
+    path: Path, student_id: str, seeds: dict[str, int], notes: list[str], limits: Limits = Limits(), slot: int = 0
 ) -> Verdict:
-    """Execute the normalised notebook at `path` in the sandbox and judge every check."""
+    """Execute the normalised notebook at `path` in the sandbox and judge every check.
+
+    seeds: check_id -> seed for every check of the release (`plan.seeds_for`); the course secret
+    itself never reaches this function, so it can run on a machine that must not hold it."""
     nb = nbformat.read(path, as_version=4)
-    release = nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
-    checks = checks_for(release)
-    seeds = {c.check_id: seed_for(secret, student_id, c) for c in checks}
+    checks = list(release_checks())
+    if set(seeds) != {c.check_id for c in checks}:
+        raise ValueError("the seeds given do not match the release's checks")
     skipped = tuple(i for i, c in enumerate(nb.cells) if not_run_when_grading(c))
     probes = [c.probe_request(seeds[c.check_id]) for c in checks]
     notes = list(notes)
