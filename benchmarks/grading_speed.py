@@ -5,8 +5,8 @@
 Baseline: stock nbgrader 0.9.6 with its default configuration: `nbgrader autograde` runs each
 notebook and its tests in the student's own kernel, one notebook after another, then
 `generate_feedback` and `export`. Ours: `python -m grader grade --jobs N`, which runs each notebook
-in a bubblewrap sandbox, judges outside it, and does the same nbgrader autograde, feedback and
-export. Both start from an empty course (the assignment is generated in both). The submissions
+in a bubblewrap sandbox, judges outside it, and writes what nbgrader's autograde, feedback and
+export write, in bulk. Both start from an empty course (the assignment is generated in both). The submissions
 are honest ones (stock nbgrader would hang on the hostile ones): the sample class's complete,
 untouched, half-done and mistaken notebooks, repeated to the requested count.
 """

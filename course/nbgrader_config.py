@@ -63,4 +63,5 @@ c.HTMLExporter.extra_template_basedirs = [
 # summary, wraps long outputs and inlines a small stylesheet, and code is coloured with fewer
 # spans. Set as c.HTMLExporter.template_name it would replace the formgrader's `formgrade` page.
 c.GenerateFeedback.HTMLExporter.template_name = "w3d4_feedback"
-c.GenerateFeedback.HTMLExporter.filters = {**MATHS, "highlight_code": "grader.course.feedback.highlight_code"}
+c.GenerateFeedback.HTMLExporter.filters = {**MATHS, "highlight_code": "grader.course.feedback.highlight_code",
+                                           "clean_html": "grader.course.feedback.clean_html"}

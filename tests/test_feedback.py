@@ -3,8 +3,8 @@ feedback summary that names each test, and feedback folders that hold pages, not
 
 The fast tests render the release notebook with nbconvert under the course's nbgrader config (the
 feedback exporter as GenerateFeedback makes it, the review page as the formgrader makes it), and
-slim a made-up feedback folder. The slow ones grade two sample students with `python -m grader
-grade`, and take one submission through nbgrader's exchange and back as feedback.
+share a made-up assignment's figures. The slow one takes one submission through nbgrader's
+exchange, grades it, and hands the feedback back.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from grader import paths
+from grader.grading import intake
 from grader.course.commands import tool_env
-from grader.course.feedback import slim_feedback
-from grader.course.grade import run_nbgrader
+from grader.course.feedback import share_figures, shared_images
+from grader.course.grade import finish, judge_all
 from grader.course.maths import markdown2html, tex_to_mathml
 from grader.course.workspace import Workspace
 
@@ -184,7 +185,7 @@ def test_the_summary_check_can_fail(notebooks):
     assert SUMMARY.search(html) is None and html.count(">Test cell</a>") == len(notebooks.test_ids())
 
 
-# Slimming the feedback folders ---------------------------------------------------------------
+# Feedback folders: pages, and one shared copy of the figures ----------------------------------
 
 PAGE = """<html><body><img alt="a
 figure" src="fig.png" width="720"/> <img src='diagram.svg'> <img src="data:image/png;base64,AAAA"/>
@@ -193,50 +194,42 @@ figure" src="fig.png" width="720"/> <img src='diagram.svg'> <img src="data:image
 
 
 @pytest.fixture
-def class_feedback(tmp_path, make_tree) -> tuple[Path, Path]:
-    release = make_tree(tmp_path / "release" / "hw", {"fig.png": b"PNG" * 50, "diagram.svg": "<svg/>",
-                                                      "NB.ipynb": "{}", "model.safetensors": b"0" * 5000})
+def release(tmp_path, make_tree) -> Path:
+    assignment = make_tree(tmp_path / "release" / "hw", {
+        "fig.png": b"PNG" * 50, "diagram.svg": "<svg/>", "NB.ipynb": "{}", "model.safetensors": b"0" * 5000,
+        "checks/__init__.py": ""})
     # Files outside the assignment that `../fig.png` and `../../fig.png` would reach from it: a path
-    # is never taken for a file of the assignment, so a second run leaves `../../fig.png` alone.
+    # is never taken for a file of the assignment, so a second pass leaves `../../fig.png` alone.
     make_tree(tmp_path, {"release/fig.png": b"elsewhere", "fig.png": b"elsewhere"})
-    for student in ("ada", "ben"):
-        make_tree(tmp_path / "feedback" / student / "hw", {
-            "NB.html": PAGE, "fig.png": b"PNG" * 50, "diagram.svg": "<svg/>", "model.safetensors": b"0" * 5000,
-            "checks/__init__.py": "", "helper.py": "x = 1", "timestamp.txt": "2026-01-01 00:00:00"})
-    return tmp_path / "feedback", release.parent
+    return assignment
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_slim_feedback_keeps_pages_and_shares_figures(class_feedback):
-    feedback, release = class_feedback
-    slim_feedback(feedback, release)
-    files = snapshot(feedback)
-    assert sorted(files) == ["ada/hw/NB.html", "ada/hw/timestamp.txt", "ben/hw/NB.html", "ben/hw/timestamp.txt",
-                             "diagram.svg", "fig.png"]
-    assert not any(p.is_dir() for p in (feedback / "ada" / "hw").iterdir())
-    page = files["ada/hw/NB.html"].decode()
+def test_a_page_points_its_figures_at_the_shared_copy(release, tmp_path):
+    page = shared_images(PAGE, release)
     srcs = re.findall(r"<img\b[^>]*?\bsrc=[\"']([^\"']*)", page)
     assert srcs == ["../../fig.png", "../../diagram.svg", "data:image/png;base64,AAAA", "https://example.org/x.png",
                     "not_in_the_release.png", "../fig.png"]
     assert '<pre>&lt;img src="fig.png"&gt;</pre>' in page, "text that only looks like an image changed"
+    assert shared_images(page, release) == page, "a second pass changed something"
     # The instructor's copy finds the shared figure; a student's fetched copy finds their own.
+    feedback = tmp_path / "feedback"
+    share_figures(release, feedback)
+    assert sorted(p.name for p in feedback.iterdir()) == ["diagram.svg", "fig.png"], "only figures are shared"
     for src in srcs[:2]:
-        assert (feedback / "ada" / "hw" / src).resolve().is_file()
-        fetched = release / "hw" / "feedback" / "2026-01-01 00:00:00" / "NB.html"
-        assert (fetched.parent / src).resolve() == (release / "hw" / src.removeprefix("../../")).resolve()
-    slim_feedback(feedback, release)
-    assert snapshot(feedback) == files, "a second run changed something"
+        assert (feedback / "ada" / "hw" / src).resolve().parent == feedback
+        assert (feedback / "ada" / "hw" / src).resolve().read_bytes() == (release / src[6:]).read_bytes()
+        fetched = release / "feedback" / "2026-01-01 00:00:00" / "NB.html"
+        assert (fetched.parent / src).resolve() == (release / src.removeprefix("../../")).resolve()
 
 
-def test_slim_feedback_leaves_folders_of_other_assignments_alone(class_feedback):
-    feedback, release = class_feedback
-    shutil.rmtree(release / "hw")
-    before = snapshot(feedback)
-    slim_feedback(feedback, release)
-    assert snapshot(feedback) == before
+def test_sharing_figures_again_rewrites_only_what_changed(release, tmp_path):
+    feedback = tmp_path / "feedback"
+    share_figures(release, feedback)
+    (feedback / "fig.png").write_bytes(b"stale")
+    stamp = (feedback / "diagram.svg").stat().st_mtime_ns
+    share_figures(release, feedback)
+    assert (feedback / "fig.png").read_bytes() == (release / "fig.png").read_bytes()
+    assert (feedback / "diagram.svg").stat().st_mtime_ns == stamp
 
 
 # The whole path --------------------------------------------------------------------------------
@@ -248,7 +241,7 @@ def test_slim_feedback_leaves_folders_of_other_assignments_alone(class_feedback)
 
 @pytest.mark.slow
 def test_a_student_fetches_feedback_whose_figures_show(tmp_path):
-    """Through nbgrader's exchange: release, fetch, submit, collect, grade (feedback slimmed), then
+    """Through nbgrader's exchange: release, fetch, submit, collect, grade (pages only), then
     release_feedback and fetch_feedback. The student's page finds the figures in their own folder."""
     workspace, exchange, home = Workspace(tmp_path / "ws"), tmp_path / "exchange", tmp_path / "student"
     workspace.setup()
@@ -268,7 +261,10 @@ def test_a_student_fetches_feedback_whose_figures_show(tmp_path):
     nbgrader(home, "submit", paths.ASSIGNMENT)
     nbgrader(workspace.root, "collect", paths.ASSIGNMENT)
     [student] = [p.name for p in (workspace.root / "submitted").iterdir()]
-    run_nbgrader(workspace, [student], None)
+    collected = workspace.submitted(student)
+    collected.write_text(nbformat.writes(intake.read_submission(collected).notebook), encoding="utf-8")
+    judge_all(workspace, {student: collected}, 1, workspace.limits)
+    finish(workspace, [student], 1)
     assert sorted(p.name for p in (workspace.root / "feedback" / student / paths.ASSIGNMENT).iterdir()) == [
         "submission_secret.txt", "timestamp.txt", "w3d4_part2_unet.html"]
     nbgrader(workspace.root, "release_feedback", paths.ASSIGNMENT)

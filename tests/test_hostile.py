@@ -194,7 +194,7 @@ def test_the_course_folder_is_unchanged_apart_from_its_records(graded):
     assert (root / "canary.txt").read_text() == CANARY
     assert graded.course_after == graded.course_before
     assert b"tampered" not in (root / "gradebook.db").read_bytes()
-    # feedback/ also holds the one shared copy of the figures that the pages show (slim_feedback)
+    # feedback/ also holds the one shared copy of the figures that the pages show (feedback.share_figures)
     shared = {p.name for p in (root / "feedback").iterdir() if p.is_file()}
     assert shared <= {p.name for p in (root / "release" / paths.ASSIGNMENT).iterdir()}
     for records in ("submitted", "autograded", "feedback", "verdicts/" + paths.ASSIGNMENT):

@@ -1,15 +1,19 @@
-"""Grade a class: intake, sandboxed runs in parallel, one nbgrader pass, feedback and reports.
+"""Grade a class: intake, sandboxed runs in parallel, the gradebook in bulk, feedback and reports.
 
     python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL] [--export canvas]
 
 1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
    verdict is cached per notebook, so a killed run resumes where it stopped.
-3. nbgrader (one process, the only writer to the gradebook): `autograde` with our preprocessors
-   picks the cached verdicts up, then `generate_feedback` and `export`. A PostgreSQL gradebook is
-   locked while nbgrader writes it, so two runs into one database take turns (database.py).
-4. Reports, all read from the gradebook (see reports.py): `grades.csv` (nbgrader's export),
+3. What `nbgrader autograde`, `generate_feedback` and `export` make, with no serial step per
+   student (`finish`): the autograded notebooks and the feedback pages are built in parallel
+   (autograded.py), the gradebook is written in one transaction and read back in one pass
+   (gradebook.py). A PostgreSQL gradebook is locked meanwhile, so two runs into one database take
+   turns (database.py).
+4. Reports, all read from the gradebook (see reports.py): `grades.csv` (nbgrader's export layout),
    `grades_by_test.csv`, `summary.json`, a summary table, a histogram, and the exports asked for.
+
+The run ends by printing what its serial parts cost per submission (timing.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import queue
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -31,10 +36,12 @@ from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
 from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks, verdict_path
-from . import database, reports
+from . import autograded, database, gradebook, reports
 from .commands import NbgraderError
-from .feedback import slim_feedback
-from .reports import Row
+from .feedback import share_figures
+from .gradebook import StudentGrades
+from .reports import COURSE_ID, Row
+from .timing import Timer
 from .workspace import Workspace
 
 SAMPLE_CLASS = paths.REPO / paths.SAMPLE_DIR
@@ -132,25 +139,63 @@ def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limit
     return verdicts
 
 
-def run_nbgrader(workspace: Workspace, students: list[str], student: str | None) -> None:
-    only = [f"--student={student}"] if student else []
-    workspace.nbgrader("autograde", paths.ASSIGNMENT, "--force", *only)
-    # nbgrader scores a test cell without outputs as full marks: make sure our preprocessor wrote
-    # every autograded notebook (its notes cell is the proof), or stop before exporting anything.
-    for sid in [student] if student else students:
-        graded = workspace.root / "autograded" / sid / paths.ASSIGNMENT / paths.NOTEBOOK_NAME
-        cells = nbformat.read(graded, as_version=4).cells if graded.is_file() else []
-        if not cells or cells[0].get("id") != intake.NOTES_CELL_ID:
-            raise NbgraderError(f"{graded} was not graded by the sandboxed path: check course/nbgrader_config.py")
-    workspace.nbgrader("generate_feedback", paths.ASSIGNMENT, "--force", *only)
-    slim_feedback(workspace.root / "feedback", workspace.root / "release")
-    workspace.nbgrader("export", f"--CsvExportPlugin.to={workspace.out / 'grades.csv'}")
+def _parallel(function, items: list, jobs: int) -> list:
+    """`function` over `items` in `jobs` processes (in this one when a pool would cost more than it
+    saves), results in order. A task that fails stops the run with the students it failed for."""
+    if jobs <= 1 or len(items) <= 1:
+        results = [_guarded(function, item) for item in items]
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+            chunk = max(1, min(64, len(items) // (jobs * 4)))
+            results = list(pool.map(_guarded, [function] * len(items), items, chunksize=chunk))
+    failed = [r for r in results if isinstance(r, _Failure)]
+    if failed:
+        shown = "; ".join(f"{f.student_id}: {f.error}" for f in failed[:5])
+        raise NbgraderError(f"{len(failed)} notebook(s) could not be written ({shown}); run the same command again")
+    return results
+
+
+@dataclass
+class _Failure:
+    student_id: str
+    error: str
+
+
+def _guarded(function, item):
+    try:
+        return function(*item) if isinstance(item, tuple) else function(item)
+    except Exception as error:  # noqa: BLE001 - reported with the student's id, after the others are done
+        task = item[0] if isinstance(item, tuple) else item
+        return _Failure(task.student_id, f"{type(error).__name__}: {clean_message(str(error), 300)}")
+
+
+def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | None = None) -> dict[str, StudentGrades]:
+    """What `nbgrader autograde`, `generate_feedback` and `export` make, without a serial step per
+    student: autograded notebooks in parallel, the gradebook in one transaction and one read,
+    feedback pages in parallel, grades.csv from a few queries. Returns the gradebook's grades of
+    these students; `timer` learns how long each part took."""
+    timer = timer or Timer()
+    tasks = [autograded.Task(sid, workspace.submitted(sid),
+                             verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID), workspace.root)
+             for sid in students]
+    with timer("autograded notebooks", parallel=True):
+        found = _parallel(autograded.write_autograded, tasks, jobs)
+    with timer("gradebook write"):
+        gradebook.save_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, found)
+    with timer("gradebook read"):
+        grades = gradebook.read_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
+    with timer("feedback pages", parallel=True):
+        share_figures(paths.REPO / paths.RELEASE_DIR, workspace.root / "feedback")
+        _parallel(autograded.write_feedback, [(t, grades[t.student_id]) for t in tasks], jobs)
+    with timer("grades.csv"):
+        gradebook.export_csv(workspace.db_url, COURSE_ID, workspace.out / "grades.csv")
+    return grades
 
 
 def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[str, Verdict],
-                  export: list[str]) -> list[Row]:
+                  export: list[str], grades: dict[str, StudentGrades] | None = None) -> list[Row]:
     """Every report from the gradebook (so hand-set scores show everywhere), plus the exports asked for."""
-    rows = reports.read_rows(workspace.db_url, {s.student_id: s.original_name for s in found}, verdicts)
+    rows = reports.read_rows(workspace.db_url, {s.student_id: s.original_name for s in found}, verdicts, grades)
     reports.write_by_test(rows, workspace.out / "grades_by_test.csv")
     reports.write_summary(rows, workspace.out / "summary.json")
     reports.save_histogram(rows, workspace.out / "score_histogram.png")
@@ -161,26 +206,33 @@ def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[
 
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
           db_url: str | None = None, limits: Limits = Limits(), export: list[str] = ()) -> list[Row]:
-    start = time.perf_counter()
+    start, timer = time.perf_counter(), Timer()
     workspace = Workspace(out, db_url, limits)
-    with database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook too
+    with timer("course set-up"), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
         workspace.setup()
     with tempfile.TemporaryDirectory(prefix="w3d4-submissions-") as scratch:
-        found = collect(submissions or SAMPLE_CLASS, Path(scratch))
+        with timer("reading submissions"):
+            found = collect(submissions or SAMPLE_CLASS, Path(scratch))
         if student:
             # Regrade one student: forget their verdict; everyone else's cached verdict is reused.
             if student not in {s.student_id for s in found}:
                 raise SubmissionError(f"no submission for student {student!r}")
             verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
-        notebooks = intake_all(workspace, found)
-    verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
+        with timer("intake"):
+            notebooks = intake_all(workspace, found)
+    with timer("sandboxes", parallel=True):
+        verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
     with database.write_lock(workspace.db_url):
-        run_nbgrader(workspace, list(notebooks), student)
-        rows = write_reports(workspace, found, verdicts, list(export))
+        # Regrading one student rebuilds their notebook and page; the reports cover the class.
+        grades = finish(workspace, [student] if student else list(notebooks), max(1, jobs), timer)
+        with timer("reports"):
+            rows = write_reports(workspace, found, verdicts, list(export), None if student else grades)
     isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"
     reports.print_summary(rows, isolation)
     written = ["grades.csv", "grades_by_test.csv", "summary.json", "score_histogram.png"]
     written += ["grades_canvas.csv"] if "canvas" in export else []
     print(f"Wrote {', '.join(written)} in {workspace.out}; feedback in {workspace.root / 'feedback'} "
           f"({time.perf_counter() - start:.1f} s)")
+    print(f"Serial work: {1000 * timer.serial() / max(1, len(notebooks)):.1f} ms per submission "
+          f"({timer.describe()})")
     return rows

@@ -1,6 +1,9 @@
-"""nbgrader preprocessors that put `nbgrader autograde` on the secure path.
+"""The graded cells' outputs (`apply_verdict`), and nbgrader preprocessors that put `nbgrader
+autograde` on the same secure path.
 
-`course/nbgrader_config.py` swaps them into nbgrader's pipeline:
+`python -m grader grade` writes the autograded notebooks itself, with `apply_verdict` (see
+autograded.py). An instructor who runs `nbgrader autograde`, or its button in the formgrader, gets
+the same notebooks: `course/nbgrader_config.py` swaps these preprocessors into nbgrader's pipeline:
 
 - `NormaliseSubmission` runs first when nbgrader sanitises a submission: it rebuilds the notebook
   on the release (see `grader.intake`), so that tampered metadata, deleted or duplicated cells

@@ -1,6 +1,6 @@
 """The class's reports, all read from nbgrader's gradebook: one source of truth for every score.
 
-    grades.csv            nbgrader's own export (written by `nbgrader export`)
+    grades.csv            nbgrader's export layout (gradebook.export_csv)
     grades_by_test.csv    student, test, auto, manual, extra credit, final and maximum score, diagnosis
     summary.json          per student: final total, autograded total, hand-graded tests, notes, flags
     score_histogram.png   the final totals
@@ -17,13 +17,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
 
 from .. import paths
 from ..grading import intake
 from ..grading.verdicts import Verdict, clean_message
 from . import database
 from .commands import NbgraderError
+from .gradebook import CellGrade, StudentGrades, read_class
 
 NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
 COURSE_ID = "w3d4"  # c.CourseDirectory.course_id in course/nbgrader_config.py
@@ -76,40 +76,38 @@ def diagnostic(verdict: Verdict, grade_id: str) -> str:
                                     for message, labels in by_message.items()), limit=None)
 
 
-def read_rows(db_url: str, students: dict[str, str], verdicts: dict[str, Verdict]) -> list[Row]:
+def read_rows(db_url: str, students: dict[str, str], verdicts: dict[str, Verdict],
+              grades: dict[str, StudentGrades] | None = None) -> list[Row]:
     """Every student's scores from the gradebook, with the verdict's diagnoses, notes and flags.
 
-    `students`: student id -> the name the submission was handed in under."""
+    `students`: student id -> the name the submission was handed in under. `grades`: what
+    `gradebook.read_class` read for them, when the caller has it already."""
+    if grades is None:
+        grades = read_class(db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
     cells = graded_cells()
     rows = []
-    with Gradebook(db_url, COURSE_ID) as gradebook:
-        for sid in sorted(students):
-            verdict = verdicts[sid]
-            try:
-                submission = gradebook.find_submission(paths.ASSIGNMENT, sid)
-                notebook = gradebook.find_submission_notebook(NOTEBOOK_ID, paths.ASSIGNMENT, sid)
-            except MissingEntry:  # autograde stopped early, or another run removed the student
-                raise NbgraderError(f"the gradebook {database.describe(db_url)} has no graded notebook for {sid}; "
-                                    "run the same command again") from None
-            grades = {grade.name: grade for grade in notebook.grades}
-            tests = [_test_score(grades[grade_id], points, diagnostic(verdict, grade_id))
-                     for grade_id, points in cells if grade_id in grades]
-            student = submission.student
-            rows.append(Row(
-                student_id=sid, original_name=students[sid],
-                score=round(submission.score - (submission.late_submission_penalty or 0.0), 2),
-                max_score=submission.max_score, auto_score=round(sum(t.auto_score for t in tests), 2),
-                hand_graded=[t.test for t in tests if t.manual_score is not None],
-                notes=list(verdict.notes), flags=list(verdict.flags), tests=tests,
-                first_name=student.first_name, last_name=student.last_name,
-            ))
+    for sid in sorted(students):
+        verdict, mine = verdicts[sid], grades.get(sid)
+        if mine is None:  # the run stopped before the gradebook was written, or another run removed the student
+            raise NbgraderError(f"the gradebook {database.describe(db_url)} has no graded notebook for {sid}; "
+                                "run the same command again")
+        tests = [_test_score(grade_id, mine.cells[grade_id], points, diagnostic(verdict, grade_id))
+                 for grade_id, points in cells if grade_id in mine.cells]
+        rows.append(Row(
+            student_id=sid, original_name=students[sid],
+            score=round(mine.score - mine.late_penalty, 2), max_score=mine.max_score,
+            auto_score=round(sum(t.auto_score for t in tests), 2),
+            hand_graded=[t.test for t in tests if t.manual_score is not None],
+            notes=list(verdict.notes), flags=list(verdict.flags), tests=tests,
+            first_name=mine.first_name, last_name=mine.last_name,
+        ))
     return rows
 
 
-def _test_score(grade, points: float, diagnosis: str) -> TestScore:
+def _test_score(grade_id: str, grade: CellGrade, points: float, diagnosis: str) -> TestScore:
     return TestScore(
-        test=grade.name, auto_score=grade.auto_score or 0.0, manual_score=grade.manual_score,
-        extra_credit=grade.extra_credit or 0.0, final_score=round(grade.score, 2), max_score=points,
+        test=grade_id, auto_score=grade.auto_score or 0.0, manual_score=grade.manual_score,
+        extra_credit=grade.extra_credit or 0.0, final_score=round(grade.score or 0.0, 2), max_score=points,
         diagnostic=diagnosis,
     )
 
