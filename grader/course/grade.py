@@ -205,8 +205,10 @@ def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[
 
 
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
-          db_url: str | None = None, limits: Limits = Limits(), export: list[str] = ()) -> list[Row]:
-    start, timer = time.perf_counter(), Timer()
+          db_url: str | None = None, limits: Limits = Limits(), export: list[str] = (),
+          timer: Timer | None = None) -> list[Row]:
+    """Grade a class into `out`; `timer` (optional) learns how long each part took."""
+    start, timer = time.perf_counter(), timer or Timer()
     workspace = Workspace(out, db_url, limits)
     with timer("course set-up"), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
         workspace.setup()
