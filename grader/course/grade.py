@@ -1,10 +1,12 @@
 """Grade a class: intake, sandboxed runs in parallel, one nbgrader pass, feedback and reports.
 
     python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL] [--export canvas]
+                           [--scheduler tcp://HOST:8786]
 
 1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
-   verdict is cached per notebook, so a killed run resumes where it stopped.
+   verdict is cached per notebook, so a killed run resumes where it stopped. With `--scheduler`,
+   the sandboxes and judges run on a Dask cluster's workers instead (grading/cluster.py).
 3. nbgrader (one process, the only writer to the gradebook): `autograde` with our preprocessors
    picks the cached verdicts up, then `generate_feedback` and `export`. A PostgreSQL gradebook is
    locked while nbgrader writes it, so two runs into one database take turns (database.py).
@@ -14,10 +16,11 @@
 
 from __future__ import annotations
 
-import queue
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -25,10 +28,11 @@ import nbformat
 from tqdm import tqdm
 
 from .. import paths
-from ..grading import intake
+from ..grading import cluster, intake
 from ..grading.intake import METADATA_KEY
 from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
+from ..grading.slots import machine_slot
 from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks, verdict_path
 from . import database, reports
@@ -103,32 +107,49 @@ def reusable_verdicts(workspace: Workspace, notebooks: dict[str, Path], limits: 
     return verdicts
 
 
-def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limits: Limits) -> dict[str, Verdict]:
-    """Run every notebook without a valid saved verdict in the sandbox, `jobs` at a time."""
+def _notes(nb: nbformat.NotebookNode) -> list[str]:
+    return list(nb.metadata.get(METADATA_KEY, {}).get("notes", []))
+
+
+def _job(student_id: str, notebook: Path, secret: bytes) -> cluster.Job:
+    """What a cluster worker needs to grade one submission: the check seeds in place of the secret."""
+    text = notebook.read_text(encoding="utf-8")
+    seeds = seeds_for(secret, student_id, list(release_checks()))
+    return cluster.Job(student_id, text, seeds, _notes(nbformat.reads(text, as_version=4)))
+
+
+def _judge_here(todo: list[str], notebooks: dict[str, Path], secret: bytes, workers: int, limits: Limits,
+                done: Callable[[Verdict], None]) -> None:
+    """Each submission in a sandbox on this machine, `workers` at a time."""
+    def run_one(student_id: str) -> Verdict:
+        notes = _notes(nbformat.read(notebooks[student_id], as_version=4))
+        seeds = seeds_for(secret, student_id, list(release_checks()))
+        with machine_slot() as slot:  # one no other grading run on this machine holds
+            return grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(run_one, sid) for sid in todo]):
+            done(future.result())
+
+
+def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limits: Limits,
+              scheduler: str | None = None) -> dict[str, Verdict]:
+    """Run every notebook without a valid saved verdict in the sandbox: here, `jobs` at a time, or
+    on the Dask cluster at `scheduler` (cluster.py). Each verdict is saved as it comes in."""
     secret = course_secret(workspace.secret)
     verdicts = reusable_verdicts(workspace, notebooks, limits)
     todo = [sid for sid in notebooks if sid not in verdicts]
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(jobs):
-        slots.put(slot)
-
-    def run_one(student_id: str) -> Verdict:
-        slot = slots.get()
-        try:
-            nb = nbformat.read(notebooks[student_id], as_version=4)
-            notes = nb.metadata.get(METADATA_KEY, {}).get("notes", [])
-            seeds = seeds_for(secret, student_id, list(release_checks()))
-            verdict = grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
-        finally:
-            slots.put(slot)
-        verdict.save(verdict_path(workspace.verdicts, student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
-        return verdict
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
-        futures = {pool.submit(run_one, sid): sid for sid in todo}
-        for future in as_completed(futures):
-            verdicts[futures[future]] = future.result()
+    with tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
+        def done(verdict: Verdict) -> None:
+            verdict.save(verdict_path(workspace.verdicts, verdict.student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
+            verdicts[verdict.student_id] = verdict
             bar.update(1)
+
+        if scheduler and todo:
+            jobs_sent = [_job(sid, notebooks[sid], secret) for sid in todo]
+            cluster.judge(scheduler, jobs_sent, limits, done, lambda line: bar.write(line, file=sys.stderr))
+        else:
+            _judge_here(todo, notebooks, secret, jobs, limits, done)
     return verdicts
 
 
@@ -160,7 +181,8 @@ def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[
 
 
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
-          db_url: str | None = None, limits: Limits = Limits(), export: list[str] = ()) -> list[Row]:
+          db_url: str | None = None, limits: Limits = Limits(), export: list[str] = (),
+          scheduler: str | None = None) -> list[Row]:
     start = time.perf_counter()
     workspace = Workspace(out, db_url, limits)
     with database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook too
@@ -173,7 +195,7 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
                 raise SubmissionError(f"no submission for student {student!r}")
             verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
         notebooks = intake_all(workspace, found)
-    verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
+    verdicts = judge_all(workspace, notebooks, max(1, jobs), limits, scheduler)
     with database.write_lock(workspace.db_url):
         run_nbgrader(workspace, list(notebooks), student)
         rows = write_reports(workspace, found, verdicts, list(export))

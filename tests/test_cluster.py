@@ -1,0 +1,291 @@
+"""Grading on a Dask cluster (`grade --scheduler`): what is sent, what comes back, and faults.
+
+The fast tests check the scheduler side alone: every forged verdict a worker could return is
+refused or cleaned, an honest one comes back unchanged, and the course secret is in nothing sent
+(on an in-process Dask cluster whose task is replaced by a stand-in). The slow ones start a real
+`dask scheduler` and two `dask worker` processes on 127.0.0.1, grade the sample class and the
+hostile class there (the points must be the ones local grading gives), kill a worker midway, and
+stop and resume a run against an unreachable or vanishing scheduler.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import paths
+from grader.course.grade import judge_all
+from grader.course.workspace import Workspace
+from grader.grading import cluster, slots
+from grader.grading.intake import METADATA_KEY
+from grader.grading.plan import course_secret, seeds_for
+from grader.grading.sandbox import Limits
+from grader.grading.slots import machine_slot
+from grader.grading.verdicts import MAX_MESSAGE, CheckResult, Verdict, grading_sha, release_checks
+
+LIMITS = Limits()
+SECRET = bytes(range(32))
+SENT_NOTES = ["A note from intake."]
+
+
+def make_job(release, student_id: str = "ada", secret: bytes = SECRET) -> cluster.Job:
+    nb = copy.deepcopy(release)
+    nb.metadata[METADATA_KEY] = {"normalised": True, "notes": SENT_NOTES}
+    return cluster.Job(student_id, nbformat.writes(nb), seeds_for(secret, student_id, list(release_checks())),
+                       list(SENT_NOTES))
+
+
+def honest(job: cluster.Job, limits: Limits = LIMITS) -> Verdict:
+    """A verdict as grade_notebook makes it: some checks passed, outputs of each kept kind."""
+    code = [i for i, c in enumerate(job.parsed.cells) if c.cell_type == "code"]
+    checks = [CheckResult(c.check_id, c.grade_id, c.describe(), c.hidden, n % 3 != 0,
+                          "passed" if n % 3 else "'=expected 2, got 3")
+              for n, c in enumerate(release_checks())]
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "hello\n"},
+               {"output_type": "display_data", "data": {"text/plain": "<Figure>", "image/png": "iVBORw0KGgo="},
+                "metadata": {}},
+               {"output_type": "error", "ename": "ValueError", "evalue": "no", "traceback": ["line 1", "ValueError: no"]}]
+    cells = [{"index": code[0], "status": "ok", "seconds": 0.25, "outputs": outputs},
+             {"index": code[1], "status": "timeout", "seconds": 10.0, "outputs": []}]
+    return Verdict(job.student_id, job.notebook_sha, "bubblewrap", 12.5, [*job.notes, "1 cell(s) ran longer."],
+                   checks, cells, grading_sha(limits), ["The kernel was restarted 1 time."])
+
+
+@pytest.fixture(scope="module")
+def job(notebooks) -> cluster.Job:
+    return make_job(notebooks.release)
+
+
+def test_an_honest_verdict_comes_back_unchanged(job):
+    verdict = honest(job)
+    assert cluster.validated(asdict(verdict), job, LIMITS) == verdict
+
+
+def _drop_first_check(d):
+    d["checks"].pop(0)
+
+
+def _add_check(d):
+    d["checks"].append({**d["checks"][0], "check_id": "extra-1"})
+
+
+def _rename_check(d):
+    d["checks"][0]["check_id"] = "forged-1"
+
+
+def _flip_hidden(d):
+    d["checks"][0]["hidden"] = not d["checks"][0]["hidden"]
+
+
+def _other_notes(d):
+    d["notes"][0] = "All is well."
+
+
+def _html_cell(d):
+    d["cells"][0]["outputs"][0] = {"output_type": "display_data", "data": {"text/html": "<script>x</script>"}}
+
+
+FORGED = {  # each makes the verdict unusable: the worker is refused
+    "other_student": lambda d: d.update(student_id="ben"),
+    "other_notebook": lambda d: d.update(notebook_sha="0" * 64),
+    "passed_is_a_string": lambda d: d["checks"][0].update(passed="yes"),
+    "passed_is_a_number": lambda d: d["checks"][0].update(passed=1),
+    "a_check_missing": _drop_first_check,
+    "an_extra_check": _add_check,
+    "a_check_renamed": _rename_check,
+    "a_hidden_check_shown": _flip_hidden,
+    "other_cell": lambda d: d["checks"][0].update(grade_id="cell-x"),
+    "an_extra_field": lambda d: d.update(score=100),
+    "the_notes_sent_changed": _other_notes,
+    "a_cell_not_in_the_notebook": lambda d: d["cells"][0].update(index=10_000),
+    "an_unknown_status": lambda d: d["cells"][0].update(status="perfect"),
+    "odd_isolation": lambda d: d.update(isolation="<b>bubblewrap</b>"),
+    "time_not_a_number": lambda d: d.update(seconds=float("nan")),
+    "flags_not_a_list": lambda d: d.update(flags="none"),
+}
+
+
+@pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
+def test_a_forged_verdict_is_refused(job, forge):
+    data = asdict(honest(job))
+    forge(data)
+    with pytest.raises(cluster.Refused):
+        cluster.validated(data, job, LIMITS)
+
+
+@pytest.mark.parametrize("data", [None, "passed", [], {"student_id": "ada"}], ids=["none", "text", "list", "partial"])
+def test_what_is_not_a_verdict_is_refused(job, data):
+    with pytest.raises(cluster.Refused):
+        cluster.validated(data, job, LIMITS)
+
+
+def test_a_verdict_of_other_grading_code_is_told_apart(job):
+    data = asdict(honest(job, Limits(cell_timeout_s=1)))
+    with pytest.raises(cluster.OtherCode, match="other grading code"):
+        cluster.validated(data, job, LIMITS)
+
+
+def test_labels_come_from_the_plan(job):
+    data = asdict(honest(job))
+    data["checks"][1]["label"] = "test_groupnorm(GroupNorm) - the answer is 42"
+    data["checks"][2]["label"] = "visible check"  # a hidden check's label would give its inputs away
+    checks = cluster.validated(data, job, LIMITS).checks
+    assert [c.label for c in checks] == [c.describe() for c in release_checks()]
+
+
+def test_texts_are_cleaned_again(job):
+    data = asdict(honest(job))
+    data["checks"][0]["message"] = "=HYPERLINK(\"http://x\")" + "x" * 100_000
+    data["notes"].append("\x1b[31mred\x1b[0m and a bell\x07")
+    data["flags"].append("+cmd|' /C calc'!A0")
+    verdict = cluster.validated(data, job, LIMITS)
+    assert len(verdict.checks[0].message) <= MAX_MESSAGE and verdict.checks[0].message.startswith("'=")
+    assert verdict.notes[-1] == "red and a bell?"
+    assert verdict.flags[-1].startswith("'+")
+
+
+def test_outputs_are_filtered_and_bounded(job):
+    data = asdict(honest(job))
+    _html_cell(data)
+    data["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * 10_000_000}]
+    cells = cluster.validated(data, job, LIMITS).cells
+    assert cells[0]["outputs"] == honest(job).cells[0]["outputs"][1:], "HTML is dropped as the sandbox drops it"
+    assert cells[1]["outputs"] == [cluster.CUT]
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduler side on an in-process cluster, with a stand-in for the task
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+def submitted_class(tmp_path: Path, release, students: list[str]) -> tuple[Workspace, dict[str, Path]]:
+    workspace = Workspace(tmp_path / "grading")
+    notebooks = {}
+    for sid in students:
+        notebooks[sid] = workspace.submitted(sid)
+        notebooks[sid].parent.mkdir(parents=True)
+        notebooks[sid].write_text(make_job(release, sid).notebook, encoding="utf-8")
+    return workspace, notebooks
+
+
+SENT: list[bytes] = []  # what the stand-ins were sent (Dask runs a copy of each: not on the instance)
+
+
+class StandIn:
+    """grade_remote's place on the workers: records what it was sent, answers honestly or not."""
+
+    def __init__(self, forge=lambda student_id, data: None):
+        SENT.clear()
+        self.forge = forge
+
+    def __call__(self, notebook: str, student_id: str, seeds: dict, notes: list, limits: dict) -> dict:
+        SENT.append(pickle.dumps((notebook, student_id, seeds, notes, limits)))
+        data = asdict(honest(cluster.Job(student_id, notebook, seeds, notes), Limits(**limits)))
+        self.forge(student_id, data)
+        return data
+
+
+def test_the_secret_never_reaches_a_worker(in_process, tmp_path, notebooks, monkeypatch):
+    students = ["ada", "ben", "cleo"]
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, students)
+    monkeypatch.setattr(cluster, "grade_remote", StandIn())
+    verdicts = judge_all(workspace, submitted, 1, LIMITS, in_process)
+    secret = course_secret(workspace.secret)
+    assert len(SENT) == len(students)
+    for sent in SENT:
+        assert secret not in sent and secret.hex().encode() not in sent
+    assert {sid: v.checks for sid, v in verdicts.items()} == {sid: honest(make_job(notebooks.release, sid, secret)).checks
+                                                              for sid in students}
+    saved = [Verdict.load(workspace.verdicts / "w3d4_part2" / sid / "w3d4_part2_unet.json") for sid in students]
+    assert saved == [verdicts[sid] for sid in students], "each verdict is saved as local grading saves it"
+
+
+def test_a_refused_verdict_fails_its_student_with_a_note(in_process, tmp_path, notebooks, monkeypatch, capsys):
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, ["ada", "ben"])
+
+    def forge(student_id, data):
+        if student_id == "ben":
+            data["checks"][0]["passed"] = "yes"
+
+    monkeypatch.setattr(cluster, "grade_remote", StandIn(forge))
+    verdicts = judge_all(workspace, submitted, 1, LIMITS, in_process)
+    assert not any(c.passed for c in verdicts["ben"].checks)
+    assert "your instructor has been told" in verdicts["ben"].notes[-1]
+    assert verdicts["ben"].notes[:-1] == SENT_NOTES
+    assert any(c.passed for c in verdicts["ada"].checks)
+    assert "ben: its verdict was refused: passed is not true or false" in capsys.readouterr().err
+
+
+def test_other_grading_code_stops_the_run(in_process, tmp_path, notebooks, monkeypatch):
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, ["ada"])
+    monkeypatch.setattr(cluster, "grade_remote", StandIn(lambda sid, data: data.update(grading_sha="f" * 64)))
+    with pytest.raises(cluster.ClusterError, match="runs other grading code.*same checkout"):
+        judge_all(workspace, submitted, 1, LIMITS, in_process)
+
+
+def test_an_unreachable_scheduler_stops_the_run_with_one_line(tmp_path, notebooks, monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, ["ada"])
+    with pytest.raises(cluster.ClusterError) as stopped:
+        judge_all(workspace, submitted, 1, LIMITS, "tcp://127.0.0.1:9")
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in str(stopped.value)
+    assert "\n" not in str(stopped.value)
+    assert not workspace.verdicts.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sandbox slots, shared by every grading process on the machine
+# ---------------------------------------------------------------------------------------------
+
+
+def test_threads_never_share_a_slot():
+    held, free = threading.Event(), threading.Event()
+    seen = []
+
+    def hold():
+        with machine_slot() as slot:
+            seen.append(slot)
+            held.set()
+            free.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    with machine_slot() as mine:
+        assert mine != seen[0]
+    free.set()
+    thread.join()
+
+
+def test_a_killed_process_gives_its_slot_back():
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom grader.grading.slots import machine_slot\n"
+                               "with machine_slot() as slot:\n    print(slot, flush=True)\n    time.sleep(60)"],
+                              cwd=paths.REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = int(holder.stdout.readline())
+        assert slots._try_lock(slots.lock_dir(), theirs) is None, "held while its process lives"
+        holder.kill()
+        holder.wait()
+        fd = slots._try_lock(slots.lock_dir(), theirs)
+        assert fd is not None, "free once its process is gone, even killed"
+        os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait()
