@@ -11,11 +11,17 @@ stop and resume a run against an unreachable or vanishing scheduler.
 from __future__ import annotations
 
 import copy
+import csv
+import json
 import os
 import pickle
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,14 +29,19 @@ import nbformat
 import pytest
 
 from grader import paths
-from grader.course.grade import judge_all
+from grader.course.commands import tool_env
+from grader.course.grade import NOTEBOOK_ID, grade, judge_all
 from grader.course.workspace import Workspace
 from grader.grading import cluster, slots
 from grader.grading.intake import METADATA_KEY
 from grader.grading.plan import course_secret, seeds_for
-from grader.grading.sandbox import Limits
+from grader.grading.sandbox import Limits, isolation_available
 from grader.grading.slots import machine_slot
 from grader.grading.verdicts import MAX_MESSAGE, CheckResult, Verdict, grading_sha, release_checks
+from hostile.observe import sandbox_processes
+from test_grading import EXPECTED, by_test, run_cli
+
+import test_hostile as hostile_tests
 
 LIMITS = Limits()
 SECRET = bytes(range(32))
@@ -289,3 +300,232 @@ def test_a_killed_process_gives_its_slot_back():
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster: `dask scheduler` and `dask worker` processes on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+WORKER_ENV = {**tool_env(), "PYTHONPATH": str(paths.REPO)}  # `dask worker` does not put its folder on the path
+
+
+class Cluster:
+    """A scheduler and its workers, each in a process group of its own (so a worker dies whole,
+    with the processes Dask starts for it)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.workers = folder, []
+        scheduler_file = folder / "scheduler.json"
+        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                     "--scheduler-file", str(scheduler_file))
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.2)  # the file is written whole, but give it its moment
+        self.address = json.loads(scheduler_file.read_text())["address"]
+
+    def _start(self, *args: str) -> subprocess.Popen:
+        log = open(self.folder / f"{args[0]}-{len(self.workers)}.log", "ab")
+        with log:
+            return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *args], cwd=paths.REPO,
+                                    env=WORKER_ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_worker(self) -> None:
+        self.workers.append(self._start("worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                                        "--local-directory", str(self.folder / f"worker-{len(self.workers)}")))
+
+    def connected(self) -> int:
+        from distributed import Client
+
+        with Client(self.address, timeout=10, set_as_default=False) as client:
+            return len(client.nthreads())
+
+    def wait_for_workers(self, count: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.connected() != count:
+            assert time.monotonic() < deadline, f"{count} workers did not connect: see {self.folder}"
+            time.sleep(0.5)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # gone already
+            pass
+        process.wait()
+
+    def close(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            self.kill(process)
+
+
+@contextmanager
+def dask_cluster(folder: Path, workers: int):
+    started = Cluster(folder)
+    try:
+        for _ in range(workers):
+            started.start_worker()
+        started.wait_for_workers(workers)
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture(scope="module")
+def dask(tmp_path_factory):
+    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as started:
+        yield started
+
+
+def saved_verdicts(out: Path) -> dict[str, Path]:
+    folder = Workspace(out).verdicts / paths.ASSIGNMENT
+    return {p.parent.name: p for p in folder.glob(f"*/{NOTEBOOK_ID}.json")} if folder.is_dir() else {}
+
+
+def when_saved(out: Path, count: int, then) -> threading.Thread:
+    """Call `then()` once `count` verdicts are saved in the workspace at `out` (in a thread)."""
+    def watch():
+        deadline = time.monotonic() + 600
+        while len(saved_verdicts(out)) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def points(out: Path) -> dict[str, dict[str, float]]:
+    return {sid: {test: score for test, (score, _) in tests.items()} for sid, tests in by_test(out).items()}
+
+
+@pytest.fixture(scope="module")
+def sample(dask, tmp_path_factory) -> Path:
+    """The sample class graded on the cluster; one worker is killed (SIGKILL, its whole process
+    group) once the first verdict is saved, and a fresh one joins after the run."""
+    out = tmp_path_factory.mktemp("sample")
+    killed = []
+    watcher = when_saved(out, 1, lambda: killed.append((Cluster.kill(dask.workers[0]), len(saved_verdicts(out)))))
+    rows = grade(None, out, jobs=2, scheduler=dask.address)
+    watcher.join(5)
+    assert killed and killed[0][1] < len(EXPECTED), "the worker was killed while the class was being graded"
+    assert sorted(r.student_id for r in rows) == sorted(EXPECTED)
+    time.sleep(0.5)  # a killed kernel's processes are reaped asynchronously
+    assert not sandbox_processes(), "a sandbox outlived its killed worker"
+    dask.start_worker()
+    dask.wait_for_workers(2)
+    return out
+
+
+@pytest.mark.slow
+def test_the_sample_class_gets_the_points_local_grading_gives(sample):
+    """EXPECTED is what local grading gives (test_grading.py pins it), one worker killed or not."""
+    assert points(sample) == EXPECTED
+    with open(sample / "grades.csv", newline="", encoding="utf-8") as f:
+        students = [row["student_id"] for row in csv.DictReader(f)]
+    assert sorted(students) == sorted(EXPECTED), "one gradebook row per student, none twice"
+    for sid, path in saved_verdicts(sample).items():
+        verdict = Verdict.load(path)
+        assert (verdict.isolation, verdict.grading_sha) == ("bubblewrap", grading_sha(Limits())), sid
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_unreachable_scheduler_stops_the_cli_and_a_rerun_resumes(dask, sample, capsys):
+    again = ["ada_complete", "dev_classic_mistakes"]
+    for sid in again:
+        saved_verdicts(sample)[sid].unlink()
+    kept = {sid: path.stat().st_mtime_ns for sid, path in saved_verdicts(sample).items()}
+    grades = (sample / "grades.csv").read_bytes()
+    result = run_cli("grade", "--out", str(sample), "--scheduler", f"tcp://127.0.0.1:{unused_port()}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    stopped = [line for line in result.stderr.splitlines() if "grading stopped" in line]
+    assert len(stopped) == 1 and "cannot reach the Dask scheduler" in stopped[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert {sid: p.stat().st_mtime_ns for sid, p in saved_verdicts(sample).items()} == kept, "nothing half-written"
+    assert not list(Workspace(sample).verdicts.rglob("*.tmp"))
+    assert (sample / "grades.csv").read_bytes() == grades
+    capsys.readouterr()
+    grade(None, sample, jobs=2, scheduler=dask.address)
+    assert f"{len(kept)} submissions already judged (resuming); {len(again)} to run" in capsys.readouterr().out
+    assert {sid: p.stat().st_mtime_ns for sid, p in saved_verdicts(sample).items() if sid in kept} == kept
+    assert points(sample) == EXPECTED
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_stops_the_run_and_keeps_what_was_saved(sample, tmp_path):
+    again = ["ben_untouched", "cleo_first_half", "eve_always_equal"]
+    for sid in again:
+        saved_verdicts(sample)[sid].unlink()
+    with dask_cluster(tmp_path, workers=1) as own:
+        watcher = when_saved(sample, len(EXPECTED) - len(again) + 1, lambda: Cluster.kill(own.scheduler))
+        with pytest.raises(cluster.ClusterError, match="lost the connection to the Dask scheduler.*grade again to resume"):
+            grade(None, sample, jobs=2, scheduler=own.address)
+        watcher.join(5)
+    assert len(saved_verdicts(sample)) == len(EXPECTED) - len(again) + 1, "the verdict that came back is kept"
+
+
+# The hostile class's own tests (test_hostile.py), on the class graded on the cluster.
+@pytest.fixture(scope="module")
+def graded(dask, sample, tmp_path_factory) -> hostile_tests.Graded:
+    """After the sample class: its fixture brings the cluster back to two workers."""
+    if not isolation_available():
+        pytest.skip("bubblewrap namespaces are not available: the WEAKER mode is not meant to stop these")
+    return hostile_tests.grade_hostile_class(tmp_path_factory.mktemp("hostile"), scheduler=dask.address)
+
+
+slow = pytest.mark.slow
+test_hostile_batch_completes = slow(hostile_tests.test_the_batch_completes_with_one_row_per_submission)
+test_hostile_points = slow(hostile_tests.test_every_submission_gets_exactly_the_points_it_earned)
+test_hostile_told_why = slow(hostile_tests.test_every_submission_is_told_why)
+test_hostile_flags = slow(hostile_tests.test_attacks_are_flagged_and_damaged_files_are_not)
+test_hostile_sandboxed = slow(hostile_tests.test_every_notebook_ran_in_the_sandbox)
+test_hostile_course_unchanged = slow(hostile_tests.test_the_course_folder_is_unchanged_apart_from_its_records)
+test_hostile_repository_unchanged = slow(hostile_tests.test_the_repository_is_unchanged)
+test_hostile_nothing_extracted = slow(hostile_tests.test_nothing_is_extracted_outside_the_scratch_folder)
+test_hostile_no_process_survives = slow(hostile_tests.test_no_sandboxed_process_survives)
+test_hostile_no_connection = slow(hostile_tests.test_no_connection_reaches_the_listener)
+test_hostile_floods_not_kept = slow(hostile_tests.test_output_floods_are_not_kept)
+test_hostile_names_not_html = slow(hostile_tests.test_student_chosen_names_are_not_html_in_feedback)
+
+
+def _bwrap(*args: str) -> list[str]:
+    return ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--setenv", "SCRATCH", "/tmp/w3d4-sb-reap-test", *args]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap namespaces are not available")
+def test_orphaned_sandboxes_are_reaped_and_live_ones_kept():
+    """A worker killed mid-run can leave its sandbox adopted by init; the next run on the machine
+    kills it. A sandbox whose grader lives (here: this test) is left alone."""
+    from grader.grading.sandbox import reap_orphans
+
+    live = subprocess.Popen(_bwrap("sleep", "60"))
+    adopted = subprocess.run(["sh", "-c", " ".join(_bwrap("sleep", "60")) + " >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)
+    orphan = int(adopted.stdout)
+    try:
+        time.sleep(0.3)
+        assert _alive(orphan) and _alive(live.pid)
+        reap_orphans()
+        deadline = time.monotonic() + 5
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(orphan), "an orphaned sandbox survives"
+        assert live.poll() is None, "a live grader's sandbox was killed"
+    finally:
+        live.kill()
+        live.wait()
+        if _alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
