@@ -59,17 +59,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .course.commands import NbgraderError
     from .course.database import DatabaseError
     from .course.grade import grade
+    from .grading.cluster import ClusterError
     from .grading.sandbox import Limits, isolation_available
     from .grading.submissions import SubmissionError
 
-    if not isolation_available():
+    if not args.scheduler and not isolation_available():  # a cluster's workers are asked on connecting
         print("WARNING: bubblewrap namespaces are not available here; grading in the WEAKER fallback mode "
               "(no filesystem or network isolation; verdicts are still computed outside the kernel).", file=sys.stderr)
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout)
     try:
         grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits,
-              export=args.export)
-    except (SubmissionError, NbgraderError, DatabaseError) as error:
+              export=args.export, scheduler=args.scheduler)
+    except (SubmissionError, NbgraderError, DatabaseError, ClusterError) as error:
         print(f"grading stopped: {error}", file=sys.stderr)
         return 2
     return 0
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--notebook-timeout", type=int, default=600, help="seconds one notebook may run (default: 600)")
     grade.add_argument("--export", action="append", choices=["canvas"], default=[],
                        help="also write grades_canvas.csv, in the layout Canvas's gradebook import expects")
+    grade.add_argument("--scheduler", metavar="URL",
+                       help="run the sandboxes on the Dask cluster of this scheduler, e.g. tcp://HOST:8786; start each "
+                            "worker with `PYTHONPATH=CHECKOUT dask worker URL` (default: on this machine, --jobs at a time)")
     grade.set_defaults(func=cmd_grade)
     formgrader = sub.add_parser("formgrader", help="serve nbgrader's formgrader on a graded class (127.0.0.1)")
     formgrader.add_argument("--out", default=str(paths.REPO / "out" / "grading"),

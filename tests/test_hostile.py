@@ -99,7 +99,11 @@ class Graded:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> Graded:
-    base = tmp_path_factory.mktemp("hostile")
+    return grade_hostile_class(tmp_path_factory.mktemp("hostile"))
+
+
+def grade_hostile_class(base: Path, scheduler: str | None = None) -> Graded:
+    """The corpus graded here, or on the Dask cluster at `scheduler` (test_cluster.py)."""
     out = base / "grading"
     workspace = Workspace(out, limits=LIMITS)  # the same limits as the grading run, hence the same config
     workspace.setup()  # the course exists before the class is graded: plant a canary in it
@@ -113,7 +117,7 @@ def graded(tmp_path_factory) -> Graded:
         ctx = Context(course=workspace.root, port=listener.port, host_ip=host_ip())
         archive = write_class_zip(ctx, base / "class_download.zip")
         start = time.perf_counter()
-        rows = grade(archive, out, jobs=2, limits=LIMITS)
+        rows = grade(archive, out, jobs=2, limits=LIMITS, scheduler=scheduler)
         seconds = time.perf_counter() - start
         time.sleep(0.5)  # give a kernel killed last a moment to be reaped
     finally:

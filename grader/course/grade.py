@@ -1,10 +1,12 @@
 """Grade a class: intake, sandboxed runs in parallel, the gradebook in bulk, feedback and reports.
 
     python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL] [--export canvas]
+                           [--scheduler tcp://HOST:8786]
 
 1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
-   verdict is cached per notebook, so a killed run resumes where it stopped.
+   verdict is cached per notebook, so a killed run resumes where it stopped. With `--scheduler`,
+   the sandboxes and judges run on a Dask cluster's workers instead (grading/cluster.py).
 3. What `nbgrader autograde`, `generate_feedback` and `export` make, with no serial step per
    student (`finish`): the autograded notebooks and the feedback pages are built in parallel
    (autograded.py), the gradebook is written in one transaction and read back in one pass
@@ -18,10 +20,11 @@ The run ends by printing what its serial parts cost per submission (timing.py).
 
 from __future__ import annotations
 
-import queue
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +33,11 @@ import nbformat
 from tqdm import tqdm
 
 from .. import paths
-from ..grading import intake
+from ..grading import cluster, intake
 from ..grading.intake import METADATA_KEY
 from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
+from ..grading.slots import machine_slot
 from ..grading.submissions import Submission, SubmissionError, collect
 from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks, verdict_path
 from . import autograded, database, gradebook, reports
@@ -110,32 +114,51 @@ def reusable_verdicts(workspace: Workspace, notebooks: dict[str, Path], limits: 
     return verdicts
 
 
-def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limits: Limits) -> dict[str, Verdict]:
-    """Run every notebook without a valid saved verdict in the sandbox, `jobs` at a time."""
-    secret = course_secret(workspace.secret)
-    verdicts = reusable_verdicts(workspace, notebooks, limits)
-    todo = [sid for sid in notebooks if sid not in verdicts]
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(jobs):
-        slots.put(slot)
+def _notes(nb: nbformat.NotebookNode) -> list[str]:
+    return list(nb.metadata.get(METADATA_KEY, {}).get("notes", []))
 
+
+def _job(student_id: str, notebook: Path, secret: bytes) -> cluster.Job:
+    """What a cluster worker needs to grade one submission: the check seeds in place of the secret."""
+    text = notebook.read_text(encoding="utf-8")
+    seeds = seeds_for(secret, student_id, list(release_checks()))
+    return cluster.Job(student_id, text, seeds, _notes(nbformat.reads(text, as_version=4)))
+
+
+def _judge_here(todo: list[str], notebooks: dict[str, Path], secret: bytes, workers: int, limits: Limits,
+                done: Callable[[Verdict], None]) -> None:
+    """Each submission in a sandbox on this machine, `workers` at a time."""
     def run_one(student_id: str) -> Verdict:
-        slot = slots.get()
-        try:
-            nb = nbformat.read(notebooks[student_id], as_version=4)
-            notes = nb.metadata.get(METADATA_KEY, {}).get("notes", [])
-            seeds = seeds_for(secret, student_id, list(release_checks()))
-            verdict = grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
-        finally:
-            slots.put(slot)
-        verdict.save(verdict_path(workspace.verdicts, student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
-        return verdict
+        notes = _notes(nbformat.read(notebooks[student_id], as_version=4))
+        seeds = seeds_for(secret, student_id, list(release_checks()))
+        with machine_slot() as slot:  # one no other grading run on this machine holds
+            return grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
-        futures = {pool.submit(run_one, sid): sid for sid in todo}
-        for future in as_completed(futures):
-            verdicts[futures[future]] = future.result()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(run_one, sid) for sid in todo]):
+            done(future.result())
+
+
+def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limits: Limits,
+              scheduler: str | None = None, timer: Timer | None = None) -> dict[str, Verdict]:
+    """Run every notebook without a valid saved verdict in the sandbox: here, `jobs` at a time, or
+    on the Dask cluster at `scheduler` (cluster.py). Each verdict is saved as it comes in."""
+    timer = timer or Timer()
+    secret = course_secret(workspace.secret)
+    with timer("verdict cache"):
+        verdicts = reusable_verdicts(workspace, notebooks, limits)
+    todo = [sid for sid in notebooks if sid not in verdicts]
+    with timer("sandboxes", parallel=True), tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
+        def done(verdict: Verdict) -> None:
+            verdict.save(verdict_path(workspace.verdicts, verdict.student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
+            verdicts[verdict.student_id] = verdict
             bar.update(1)
+
+        if scheduler and todo:
+            jobs_sent = (_job(sid, notebooks[sid], secret) for sid in todo)  # made as they are sent
+            cluster.judge(scheduler, jobs_sent, limits, done, lambda line: bar.write(line, file=sys.stderr))
+        else:
+            _judge_here(todo, notebooks, secret, jobs, limits, done)
     return verdicts
 
 
@@ -206,8 +229,9 @@ def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[
 
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
           db_url: str | None = None, limits: Limits = Limits(), export: list[str] = (),
-          timer: Timer | None = None) -> list[Row]:
-    """Grade a class into `out`; `timer` (optional) learns how long each part took."""
+          scheduler: str | None = None, timer: Timer | None = None) -> list[Row]:
+    """Grade a class into `out`: the sandboxes here, `jobs` at a time, or on the Dask cluster at
+    `scheduler`. `timer` (optional) learns how long each part took."""
     start, timer = time.perf_counter(), timer or Timer()
     workspace = Workspace(out, db_url, limits)
     with timer("course set-up"), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
@@ -222,8 +246,7 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
             verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
         with timer("intake"):
             notebooks = intake_all(workspace, found)
-    with timer("sandboxes", parallel=True):
-        verdicts = judge_all(workspace, notebooks, max(1, jobs), limits)
+    verdicts = judge_all(workspace, notebooks, max(1, jobs), limits, scheduler, timer)
     with database.write_lock(workspace.db_url):
         # Regrading one student rebuilds their notebook and page; the reports cover the class.
         grades = finish(workspace, [student] if student else list(notebooks), max(1, jobs), timer)

@@ -105,6 +105,8 @@ def cached(path: Path, nb: nbformat.NotebookNode, limits: Limits) -> tuple[Verdi
         return None, ""
     if verdict.notebook_sha != notebook_sha(nb):
         return None, "the notebook changed"
+    if not verdict.grading_sha:  # a stand-in for a run that could not be used (cluster.failed)
+        return None, "it could not be graded"
     if verdict.grading_sha != grading_sha(limits):
         return None, "the grading code or limits changed"
     return verdict, ""

@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,31 @@ def _wait_until_gone(uid: int, timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def _orphaned_sandbox(pid: str) -> bool:
+    """A bwrap of ours (its folder is a w3d4-sb- scratch folder) that init has adopted."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    if int(stat.rsplit(")", 1)[1].split()[1]) != 1:
+        return False
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return Path(os.fsdecode(argv[0])).name == "bwrap" and any(b"/w3d4-sb-" in arg for arg in argv)
+
+
+def reap_orphans() -> None:
+    """Kill the sandboxes of graders that died without stopping them (SIGKILL, a lost cluster
+    worker): bwrap's --die-with-parent does not always take the PID namespace's first process
+    with it, and that one keeps the kernel alive under a slot's user. Only a bwrap init has
+    adopted is touched, so the live runs of other graders on this machine are safe (unless this
+    process is init itself, in a container: then nothing is touched)."""
+    if os.getpid() == 1:
+        return
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and _orphaned_sandbox(entry.name):
+                os.kill(int(entry.name), signal.SIGKILL)  # the namespace's first process: all of it goes
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            pass
+
+
 class Session:
     """One kernel for one notebook; restarted and replayed when student code kills or hangs it."""
 
@@ -447,6 +473,8 @@ def run_notebook(
 ) -> SandboxResult:
     """Execute `notebook` (except the cells in `skip_cells`) and then `probes` in a sandboxed kernel."""
     isolated = isolation_available()
+    if isolated:
+        reap_orphans()  # they would hold a slot user's processes, which the next kernel waits for
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory(prefix="w3d4-sb-") as scratch:
         grader_dir, job_dir = prepare_job(Path(scratch))
