@@ -13,8 +13,9 @@ throughput of a Dask cluster with 1 and 2 workers, and a projection for 10,000 s
 3. Cluster: a real `dask scheduler` and 1, then 2, `dask worker` processes (one thread each) on
    127.0.0.1 grade a class of copies through `grade --scheduler`, verdicts made afresh.
 4. Projection for 10,000 submissions on N workers, from those measured numbers: the serial work
-   per submission times 10,000, plus the sandbox work divided among the workers at the measured
-   two-worker efficiency.
+   per submission and the instructor machine's parallel work (autograded notebooks and feedback
+   pages, `--jobs 2` here) times 10,000, plus the sandbox work divided among the workers at the
+   measured two-worker efficiency.
 
 The machine's cores bound step 3: with 2 cores, 2 workers on one machine are the most that can
 show a speed-up. Worker machines add cores; nothing else changes.
@@ -95,7 +96,8 @@ def free_port() -> int:
 
 
 def start(*command: str) -> subprocess.Popen:
-    return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *command], cwd=paths.REPO,
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO)}  # as the README starts workers: the checkout importable
+    return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *command], cwd=paths.REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -147,11 +149,11 @@ def main() -> None:
 
         print("\n2. Serial work per submission (verdicts already made; parallel parts shown apart, --jobs 2)")
         print(f"   {'class':>6} {'serial ms/sub':>14} {'parallel ms/sub':>16}   serial parts (ms per submission)")
-        serial = {}
+        serial, local = {}, {}
         for n in args.sizes:
             timer = serial_step(n, scratch, graded)
             serial[n] = timer.serial() / n
-            parallel = sum(s for s, p in timer.parts.values() if p) / n
+            local[n] = parallel = sum(s for s, p in timer.parts.values() if p) / n
             parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, p) in timer.parts.items() if not p)
             print(f"   {n:>6} {1000 * serial[n]:>14.1f} {1000 * parallel:>16.1f}   {parts}")
         largest = max(serial)
@@ -168,12 +170,14 @@ def main() -> None:
         efficiency = seconds[1] / (2 * seconds[2])
         print(f"   2 workers vs 1: {seconds[1] / seconds[2]:.2f}x ({100 * efficiency:.0f}% of linear)")
 
-        print(f"\n4. Projection for 10,000 submissions: serial {1000 * serial[largest]:.1f} ms/submission "
-              f"(class of {largest}), {per_worker:.2f} s per submission on one worker, "
-              f"{100 * efficiency:.0f}% parallel efficiency")
+        print(f"\n4. Projection for 10,000 submissions: serial {1000 * serial[largest]:.1f} ms and instructor-side "
+              f"parallel {1000 * local[largest]:.1f} ms per submission (class of {largest}), {per_worker:.2f} s per "
+              f"submission on one worker, {100 * efficiency:.0f}% parallel efficiency")
         for workers in PROJECT_WORKERS:
-            total = 10_000 * serial[largest] + 10_000 * per_worker / (workers * (efficiency if workers > 1 else 1.0))
-            print(f"   {workers:>4} worker(s): {total / 3600:6.2f} h ({total / 60:7.1f} min)")
+            here = 10_000 * (serial[largest] + local[largest])
+            total = here + 10_000 * per_worker / (workers * (efficiency if workers > 1 else 1.0))
+            print(f"   {workers:>4} worker(s): {total / 3600:6.2f} h ({total / 60:7.1f} min, of which "
+                  f"{here / 60:.1f} min on the instructor's machine)")
 
 
 if __name__ == "__main__":
