@@ -69,32 +69,35 @@ def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
     return result
 
 
-def intake_all(workspace: Workspace, submissions: list[Submission]) -> dict[str, Path]:
-    """Normalise each submission into nbgrader's submitted/ folder; keep the original beside it.
+def intake_all(workspace: Workspace, submissions: list[Submission], jobs: int = 1) -> dict[str, Path]:
+    """Normalise each submission into nbgrader's submitted/ folder, `jobs` processes at a time;
+    keep the original beside it."""
+    written = _parallel(_intake_and_write, [(workspace, sub) for sub in submissions], jobs)
+    return {sub.student_id: target for sub, target in zip(submissions, written)}
 
-    Each submission is read on its own: an error while reading one (a bug, a file no test foresaw)
-    gives that student the unanswered notebook with a note saying so, and the class goes on."""
-    written = {}
-    for sub in submissions:
-        try:
-            result = _intake_one(workspace, sub)
-        except Exception as error:  # noqa: BLE001 - one student's file must not stop everyone's grading
-            detail = clean_message(str(error)).rstrip(".")
-            result = intake.normalise(b"")
-            result.notes[:] = [*sub.notes, f"The grader could not read this notebook: {type(error).__name__}"
-                                           f"{': ' + detail if detail else ''}. It was graded as unanswered; please "
-                                           "tell your instructor."]
-        result.notebook.metadata[METADATA_KEY] = {"normalised": True, "notes": result.notes,
-                                                   "original_name": sub.original_name}
-        target = workspace.submitted(sub.student_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A name from a file system that is not UTF-8 can hold undecodable bytes (as lone surrogates),
-        # which UTF-8 cannot write: each becomes "?" instead of stopping the class.
-        text = nbformat.writes(result.notebook).encode("utf-8", "replace").decode("utf-8")
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")  # unchanged files keep their timestamps
-        written[sub.student_id] = target
-    return written
+
+def _intake_and_write(workspace: Workspace, sub: Submission) -> Path:
+    """One submission into submitted/. It is read on its own: an error while reading it (a bug, a
+    file no test foresaw) gives that student the unanswered notebook with a note saying so, and the
+    class goes on."""
+    try:
+        result = _intake_one(workspace, sub)
+    except Exception as error:  # noqa: BLE001 - one student's file must not stop everyone's grading
+        detail = clean_message(str(error)).rstrip(".")
+        result = intake.normalise(b"")
+        result.notes[:] = [*sub.notes, f"The grader could not read this notebook: {type(error).__name__}"
+                                       f"{': ' + detail if detail else ''}. It was graded as unanswered; please "
+                                       "tell your instructor."]
+    result.notebook.metadata[METADATA_KEY] = {"normalised": True, "notes": result.notes,
+                                               "original_name": sub.original_name}
+    target = workspace.submitted(sub.student_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A name from a file system that is not UTF-8 can hold undecodable bytes (as lone surrogates),
+    # which UTF-8 cannot write: each becomes "?" instead of stopping the class.
+    text = nbformat.writes(result.notebook).encode("utf-8", "replace").decode("utf-8")
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")  # unchanged files keep their timestamps
+    return target
 
 
 def reusable_verdicts(workspace: Workspace, notebooks: dict[str, Path], limits: Limits) -> dict[str, Verdict]:
@@ -188,8 +191,8 @@ def _guarded(function, item):
     try:
         return function(*item) if isinstance(item, tuple) else function(item)
     except Exception as error:  # noqa: BLE001 - reported with the student's id, after the others are done
-        task = item[0] if isinstance(item, tuple) else item
-        return _Failure(task.student_id, f"{type(error).__name__}: {clean_message(str(error), 300)}")
+        task = next((part for part in (item if isinstance(item, tuple) else (item,)) if hasattr(part, "student_id")), None)
+        return _Failure(getattr(task, "student_id", "?"), f"{type(error).__name__}: {clean_message(str(error), 300)}")
 
 
 def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | None = None) -> dict[str, StudentGrades]:
@@ -244,8 +247,8 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
             if student not in {s.student_id for s in found}:
                 raise SubmissionError(f"no submission for student {student!r}")
             verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
-        with timer("intake"):
-            notebooks = intake_all(workspace, found)
+        with timer("intake", parallel=True):
+            notebooks = intake_all(workspace, found, max(1, jobs))
     verdicts = judge_all(workspace, notebooks, max(1, jobs), limits, scheduler, timer)
     with database.write_lock(workspace.db_url):
         # Regrading one student rebuilds their notebook and page; the reports cover the class.
