@@ -30,7 +30,9 @@ import pytest
 
 from grader import paths
 from grader.course.commands import tool_env
-from grader.course.grade import NOTEBOOK_ID, grade, judge_all
+from grader.course import autograded
+from grader.course import grade as grade_module
+from grader.course.grade import NOTEBOOK_ID, finish, grade, judge_all
 from grader.course.workspace import Workspace
 from grader.grading import cluster, slots
 from grader.grading.intake import METADATA_KEY
@@ -268,11 +270,51 @@ def test_jobs_are_sent_a_window_at_a_time(in_process, tmp_path, notebooks, monke
     assert max(most) == 2
 
 
+@pytest.mark.slow
+def test_feedback_pages_rendered_on_the_workers_are_the_local_ones(in_process, tmp_path, notebooks, monkeypatch):
+    """finish() with a scheduler renders each page on a worker and writes it here: the same bytes as
+    local rendering. A page that comes back as something else is rendered here instead."""
+    monkeypatch.setenv("PATH", tool_env()["PATH"])  # nbgrader runs `alembic` to create a gradebook
+    students = ["ada", "ben", "cleo"]
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, students)
+    workspace.setup()
+    monkeypatch.setattr(cluster, "grade_remote", StandIn())
+    judge_all(workspace, submitted, 1, LIMITS, in_process)
+    pages = {sid: workspace.root / "feedback" / sid / "w3d4_part2" / "w3d4_part2_unet.html" for sid in students}
+    finish(workspace, students, 1)
+    local = {sid: page.read_bytes() for sid, page in pages.items()}
+    real = autograded.render_remote
+    monkeypatch.setattr(grade_module, "MAX_PAGE_BYTES", max(map(len, local.values())) + 100)
+    answers = {"ada": lambda page: "<p>cluster</p>" + page, "ben": lambda page: 42,
+               "cleo": lambda page: page + "x" * 1000}  # a page, not a page, a page too large
+    monkeypatch.setattr(autograded, "render_remote",
+                        lambda text, grades, sid: answers[sid](real(text, grades, sid)))
+    for page in pages.values():
+        page.unlink()
+    finish(workspace, students, 1, scheduler=in_process)
+    assert pages["ada"].read_bytes() == b"<p>cluster</p>" + local["ada"], "ada's page was not the worker's"
+    assert pages["ben"].read_bytes() == local["ben"], "a page that is not a page is rendered here"
+    assert pages["cleo"].read_bytes() == local["cleo"], "a page too large is rendered here"
+
+
 def test_other_grading_code_stops_the_run(in_process, tmp_path, notebooks, monkeypatch):
     workspace, submitted = submitted_class(tmp_path, notebooks.release, ["ada"])
     monkeypatch.setattr(cluster, "grade_remote", StandIn(lambda sid, data: data.update(grading_sha="f" * 64)))
     with pytest.raises(cluster.ClusterError, match="runs other grading code.*same checkout"):
         judge_all(workspace, submitted, 1, LIMITS, in_process)
+
+
+def test_a_worker_from_another_checkout_stops_the_run_before_anything_is_sent(in_process, tmp_path, notebooks,
+                                                                            monkeypatch):
+    """Its grading code may be the same while its feedback template is not: the pages it renders
+    would differ from local ones."""
+    workspace, submitted = submitted_class(tmp_path, notebooks.release, ["ada"])
+    real = cluster.worker_identity
+    monkeypatch.setattr(cluster, "worker_identity", lambda limits: {**real(limits), "checkout_sha": "0" * 64})
+    monkeypatch.setattr(cluster, "grade_remote", StandIn())
+    with pytest.raises(cluster.ClusterError, match="runs other grading code.*same checkout"):
+        judge_all(workspace, submitted, 1, LIMITS, in_process)
+    assert not SENT and not workspace.verdicts.exists()
 
 
 def test_an_unreachable_scheduler_stops_the_run_with_one_line(tmp_path, notebooks, monkeypatch):

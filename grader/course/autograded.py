@@ -113,11 +113,20 @@ def write_autograded(task: Task) -> AutoGrades:
     return auto_grades(task.student_id, nb, timestamp)
 
 
-def write_feedback(task: Task, grades: StudentGrades) -> int:
-    """Render one student's feedback page from their autograded notebook; returns its size in bytes."""
-    nb = nbformat.read(task.autograded(), as_version=4)
-    html = render_page(nb, grades, task.student_id)
+def render_remote(notebook: str, grades: StudentGrades, student_id: str) -> str:
+    """A feedback page from plain data, for a cluster worker: the autograded notebook's text and the
+    student's grades in, the page's HTML out."""
+    return render_page(nbformat.reads(notebook, as_version=4), grades, student_id)
+
+
+def save_feedback(task: Task, html: str) -> int:
+    """Write one student's feedback page, beside nbgrader's files; returns its size in bytes."""
     target = task.feedback()
     _write_atomic(target, html)
     _carry_nbgrader_files(task.submitted.parent, target.parent)
     return len(html.encode("utf-8"))
+
+
+def write_feedback(task: Task, grades: StudentGrades) -> int:
+    """Render and write one student's feedback page from their autograded notebook."""
+    return save_feedback(task, render_page(nbformat.read(task.autograded(), as_version=4), grades, task.student_id))

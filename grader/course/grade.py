@@ -195,11 +195,37 @@ def _guarded(function, item):
         return _Failure(getattr(task, "student_id", "?"), f"{type(error).__name__}: {clean_message(str(error), 300)}")
 
 
-def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | None = None) -> dict[str, StudentGrades]:
+MAX_PAGE_BYTES = 20 * 2**20  # a feedback page is about 100 KB; one from a worker past this is redone here
+
+
+def _feedback_on_cluster(scheduler: str, limits: Limits, tasks: list[autograded.Task],
+                         grades: dict[str, StudentGrades]) -> None:
+    """Each page rendered on a worker and written here; a page that failed there, or came back as
+    something other than a page, is rendered here instead."""
+    def calls():
+        for task in tasks:
+            text = task.autograded().read_text(encoding="utf-8")
+            yield f"feedback-{task.student_id}", autograded.render_remote, (text, grades[task.student_id],
+                                                                            task.student_id), task
+
+    with tqdm(total=len(tasks), desc="feedback", unit="page") as bar:
+        def done(task: autograded.Task, html, error: BaseException | None) -> None:
+            if error is None and isinstance(html, str) and len(html) <= MAX_PAGE_BYTES:
+                autograded.save_feedback(task, html)
+            else:
+                autograded.write_feedback(task, grades[task.student_id])
+            bar.update(1)
+
+        cluster.run_each(scheduler, limits, calls(), done)
+
+
+def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | None = None,
+           scheduler: str | None = None) -> dict[str, StudentGrades]:
     """What `nbgrader autograde`, `generate_feedback` and `export` make, without a serial step per
     student: autograded notebooks in parallel, the gradebook in one transaction and one read,
-    feedback pages in parallel, grades.csv from a few queries. Returns the gradebook's grades of
-    these students; `timer` learns how long each part took."""
+    feedback pages in parallel (on the Dask cluster at `scheduler`, if given), grades.csv from a few
+    queries. Returns the gradebook's grades of these students; `timer` learns how long each part
+    took."""
     timer = timer or Timer()
     tasks = [autograded.Task(sid, workspace.submitted(sid),
                              verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID), workspace.root)
@@ -212,7 +238,10 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
         grades = gradebook.read_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
     with timer("feedback pages", parallel=True):
         share_figures(paths.REPO / paths.RELEASE_DIR, workspace.root / "feedback")
-        _parallel(autograded.write_feedback, [(t, grades[t.student_id]) for t in tasks], jobs)
+        if scheduler:
+            _feedback_on_cluster(scheduler, workspace.limits, tasks, grades)
+        else:
+            _parallel(autograded.write_feedback, [(t, grades[t.student_id]) for t in tasks], jobs)
     with timer("grades.csv"):
         gradebook.export_csv(workspace.db_url, COURSE_ID, workspace.out / "grades.csv")
     return grades
@@ -252,7 +281,7 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
     verdicts = judge_all(workspace, notebooks, max(1, jobs), limits, scheduler, timer)
     with database.write_lock(workspace.db_url):
         # Regrading one student rebuilds their notebook and page; the reports cover the class.
-        grades = finish(workspace, [student] if student else list(notebooks), max(1, jobs), timer)
+        grades = finish(workspace, [student] if student else list(notebooks), max(1, jobs), timer, scheduler)
         with timer("reports"):
             rows = write_reports(workspace, found, verdicts, list(export), None if student else grades)
     isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"

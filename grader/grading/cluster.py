@@ -6,11 +6,14 @@ verdict as plain data. Intake, the verdict cache, the gradebook and the course s
 instructor's machine. A seed is an HMAC of the secret (plan.seed_for): a worker learns the inputs
 of the checks it runs, and nothing that predicts another student's.
 
+After the verdicts, the same workers render the feedback pages (`run_each`: the autograded notebook
+and the student's grades out, the page back; a page that does not come back is rendered locally).
+
 Workers: the stock `dask worker tcp://HOST:8786`, with a checkout of this repository importable
 (`PYTHONPATH=/path/to/checkout`: `dask worker` does not put its folder on the path), the same
-environment, and bubblewrap. On connecting, every worker is asked for its grading_sha (verdicts.py):
-one that cannot import the grader, or runs other grading code, stops the run before anything is
-sent. Inside a worker, each run holds a machine-wide sandbox slot (slots.py).
+environment, and bubblewrap. On connecting, every worker is asked for its grading_sha (verdicts.py)
+and the digest of its grader package (checkout_sha): one that cannot import the grader, or runs
+other code, stops the run before anything is sent. Inside a worker, each run holds a machine-wide sandbox slot (slots.py).
 
 Nothing a worker returns is trusted more than a verdict from a local sandbox: it is rebuilt with
 strict types; its student, notebook and grading code must be the ones sent; its checks must be
@@ -35,6 +38,7 @@ resumes from them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -44,7 +48,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, fields
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import nbformat
@@ -105,10 +109,21 @@ class Job:
 # ---------------------------------------------------------------------------------------------
 
 
+@cache
+def checkout_sha() -> str:
+    """Identity of everything else a worker may run for a grading run (the feedback pages: the
+    course package, its templates, the course's nbgrader configuration)."""
+    digest = hashlib.sha256()
+    files = [p for p in (paths.REPO / "grader").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in sorted([*files, paths.NBGRADER_CONFIG]):
+        digest.update(path.relative_to(paths.REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def worker_identity(limits: dict) -> dict:
     """What the scheduler side compares with its own before sending any work."""
-    return {"grading_sha": grading_sha(Limits(**limits)), "isolation": isolation_available(),
-            "checkout": str(paths.REPO)}
+    return {"grading_sha": grading_sha(Limits(**limits)), "checkout_sha": checkout_sha(),
+            "isolation": isolation_available(), "checkout": str(paths.REPO)}
 
 
 def grade_remote(notebook: str, student_id: str, seeds: dict, notes: list, limits: dict) -> dict:
@@ -283,7 +298,7 @@ def check_workers(client, scheduler: str, limits: Limits) -> None:
         if isinstance(answer, BaseException):
             raise ClusterError(f"worker {address} cannot run the grader ({_one_line(answer)}): start `dask worker` "
                                "with PYTHONPATH pointing at a checkout of the course, in the grader's environment")
-        if answer.get("grading_sha") != expected:
+        if answer.get("grading_sha") != expected or answer.get("checkout_sha") != checkout_sha():
             raise ClusterError(f"worker {address} runs other grading code (its checkout {answer.get('checkout')}): "
                                "start `dask worker` from the same checkout as this one")
     weak = sorted(a for a, answer in answers.items() if not answer.get("isolation"))
@@ -320,31 +335,32 @@ def _outcome(client, future, job: Job, limits: Limits, warn: Callable[[str], Non
 
 
 class _Sender:
-    """Sends the jobs a window at a time: one task per submission, at most IN_FLIGHT on the cluster,
+    """Sends calls a window at a time: one task per submission, at most IN_FLIGHT on the cluster,
     so the scheduler's memory (and this process's) holds a window of notebooks, not the class.
     The run's own token is in each key: two runs on one scheduler (other secrets, so other seeds)
-    must never share a task, nor one run's retry another's result."""
+    must never share a task, nor one run's retry another's result.
 
-    def __init__(self, client, jobs: Iterable[Job], limits: Limits):
-        self.client, self.jobs, self.limits = client, iter(jobs), limits
+    calls: (name, function, args, item) for each task; `item` comes back with its future."""
+
+    def __init__(self, client, calls: Iterable[tuple[str, Callable, tuple, object]]):
+        self.client, self.calls = client, iter(calls)
         self.run = uuid.uuid4().hex[:8]
-        self.sent: dict = {}  # future -> its job, until it is collected
+        self.sent: dict = {}  # future -> its item, until it is collected
 
     def next(self):
-        """Send the next job; its future, or None when every job has been sent."""
-        job = next(self.jobs, None)
-        if job is None:
+        """Send the next call; its future, or None when every call has been sent."""
+        call = next(self.calls, None)
+        if call is None:
             return None
-        future = self.client.submit(grade_remote, *payload(job, self.limits), pure=False, retries=RETRIES,
-                                    key=f"w3d4-{self.run}-{job.student_id}-{job.notebook_sha[:16]}")
-        self.sent[future] = job
+        name, function, args, item = call
+        future = self.client.submit(function, *args, pure=False, retries=RETRIES, key=f"w3d4-{self.run}-{name}")
+        self.sent[future] = item
         return future
 
 
-def _collect(client, sender: _Sender, limits: Limits, done: Callable[[Verdict], None],
-             warn: Callable[[str], None]) -> None:
-    """Each verdict as its task finishes, the next job sent in its place; stops when no worker has
-    been left for WORKER_WAIT_S (tasks would wait for one forever)."""
+def _collect(client, sender: _Sender, handle: Callable[[object, object], None]) -> None:
+    """handle(future, item) for each task as it finishes, the next call sent in its place; stops
+    when no worker has been left for WORKER_WAIT_S (tasks would wait for one forever)."""
     from distributed import as_completed
 
     first = [f for f in (sender.next() for _ in range(IN_FLIGHT)) if f is not None]
@@ -353,7 +369,7 @@ def _collect(client, sender: _Sender, limits: Limits, done: Callable[[Verdict], 
     while not finished.is_empty():
         batch = finished.next_batch(block=False)
         for future in batch:
-            done(_outcome(client, future, sender.sent.pop(future), limits, warn))
+            handle(future, sender.sent.pop(future))
             future.release()
             following = sender.next()
             if following is not None:
@@ -368,14 +384,36 @@ def _collect(client, sender: _Sender, limits: Limits, done: Callable[[Verdict], 
                 raise ClusterError(f"no Dask worker has been left for {WORKER_WAIT_S} s")
 
 
-def judge(scheduler: str, jobs: Iterable[Job], limits: Limits, done: Callable[[Verdict], None],
-          warn: Callable[[str], None] = print) -> None:
-    """Grade `jobs` on the cluster; `done(verdict)` for each, as it arrives (once per student)."""
+def _on_cluster(scheduler: str, limits: Limits, calls, handle: Callable[[object, object], None]) -> None:
+    """Connect, check the workers, run the calls a window at a time; one ClusterError line if not."""
     client = connect(scheduler)
     try:
         check_workers(client, scheduler, limits)
-        _collect(client, _Sender(client, jobs, limits), limits, done, warn)
+        _collect(client, _Sender(client, calls), handle)
     except ClusterError as error:
         raise ClusterError(f"{error}. The verdicts saved so far are kept: grade again to resume.") from None
     finally:
         client.close(timeout=CONNECT_TIMEOUT_S)
+
+
+def judge(scheduler: str, jobs: Iterable[Job], limits: Limits, done: Callable[[Verdict], None],
+          warn: Callable[[str], None] = print) -> None:
+    """Grade `jobs` on the cluster; `done(verdict)` for each, as it arrives (once per student)."""
+    calls = ((f"{job.student_id}-{job.notebook_sha[:16]}", grade_remote, payload(job, limits), job) for job in jobs)
+    _on_cluster(scheduler, limits, calls, lambda future, job: done(_outcome(future.client, future, job, limits, warn)))
+
+
+def run_each(scheduler: str, limits: Limits, calls: Iterable[tuple[str, Callable, tuple, object]],
+             done: Callable[[object, object, BaseException | None], None]) -> None:
+    """Other work of a grading run, spread on the cluster: `function(*args)` for each call, and
+    done(item, result, error) as each comes back (error set when it failed on every try). The
+    function must be importable on the workers and take and return plain data."""
+    def handle(future, item):
+        if future.status == "cancelled":
+            raise ClusterError("lost the connection to the Dask scheduler")
+        if future.status == "error":
+            done(item, None, future.exception())
+        else:
+            done(item, future.result(), None)
+
+    _on_cluster(scheduler, limits, calls, handle)
