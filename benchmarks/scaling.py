@@ -11,11 +11,12 @@ throughput of a Dask cluster with 1 and 2 workers, and a projection for 10,000 s
    and the autograded notebooks and feedback pages (in parallel, shown apart). The course set-up
    (nbgrader's generate_assignment, once per course) is done beforehand and shown on its own.
 3. Cluster: a real `dask scheduler` and 1, then 2, `dask worker` processes (one thread each) on
-   127.0.0.1 grade a class of copies through `grade --scheduler`, verdicts made afresh.
-4. Projection for 10,000 submissions on N workers, from those measured numbers: the serial work
-   per submission and the instructor machine's parallel work (autograded notebooks and feedback
-   pages, `--jobs 2` here) times 10,000, plus the sandbox work divided among the workers at the
-   measured two-worker efficiency.
+   127.0.0.1 grade a class of copies through `grade --scheduler`, verdicts made afresh: the
+   sandboxes and then the feedback pages run on the workers.
+4. Projection for 10,000 submissions on N workers, from those measured numbers: what stays on the
+   instructor's machine with a cluster (the serial work, and intake and the autograded notebooks
+   in parallel, `--jobs 2` here) times 10,000, plus the workers' share (sandboxes and feedback
+   pages, as measured in step 3) divided among N workers at the measured two-worker efficiency.
 
 The machine's cores bound step 3: with 2 cores, 2 workers on one machine are the most that can
 show a speed-up. Worker machines add cores; nothing else changes.
@@ -43,6 +44,8 @@ from grader.grading.verdicts import Verdict, verdict_path  # noqa: E402
 
 SAMPLE = sorted((paths.REPO / paths.SAMPLE_DIR).glob("*.ipynb"))
 PROJECT_WORKERS = (1, 2, 10, 50, 100, 500)
+ON_WORKERS = ("sandboxes", "feedback pages")  # the parts a cluster's workers do
+HERE_IN_PARALLEL = ("intake", "autograded notebooks")  # the instructor machine's parallel parts
 
 
 def quietly(function, *args, **kwargs):
@@ -124,8 +127,7 @@ def cluster_step(workers: int, n: int, scratch: Path) -> float:
         copies(n, folder)
         timer = Timer()
         quietly(grade, folder, scratch / f"cluster{workers}-out", jobs=workers, scheduler=address, timer=timer)
-        seconds, _ = timer.parts["sandboxes"]
-        return seconds
+        return sum(timer.parts[part][0] for part in ON_WORKERS)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -153,15 +155,19 @@ def main() -> None:
         for n in args.sizes:
             timer = serial_step(n, scratch, graded)
             serial[n] = timer.serial() / n
-            local[n] = parallel = sum(s for s, p in timer.parts.values() if p) / n
+            parallel = sum(s for s, p in timer.parts.values() if p) / n
+            local[n] = sum(timer.parts[part][0] for part in HERE_IN_PARALLEL) / n
             parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, p) in timer.parts.items() if not p)
             print(f"   {n:>6} {1000 * serial[n]:>14.1f} {1000 * parallel:>16.1f}   {parts}")
+            parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, p) in timer.parts.items() if p)
+            print(f"   {'':>6} {'':>14} {'':>16}   in parallel: {parts}")
         largest = max(serial)
 
         if args.no_cluster:
             return
         n = args.cluster_class
-        print(f"\n3. Dask cluster on 127.0.0.1 ({n} submissions, fresh verdicts, one thread per worker)")
+        print(f"\n3. Dask cluster on 127.0.0.1 ({n} submissions, fresh verdicts, one thread per worker): "
+              "sandboxes and feedback pages")
         seconds = {}
         for workers in (1, 2):
             seconds[workers] = cluster_step(workers, n, scratch)
@@ -170,9 +176,9 @@ def main() -> None:
         efficiency = seconds[1] / (2 * seconds[2])
         print(f"   2 workers vs 1: {seconds[1] / seconds[2]:.2f}x ({100 * efficiency:.0f}% of linear)")
 
-        print(f"\n4. Projection for 10,000 submissions: serial {1000 * serial[largest]:.1f} ms and instructor-side "
-              f"parallel {1000 * local[largest]:.1f} ms per submission (class of {largest}), {per_worker:.2f} s per "
-              f"submission on one worker, {100 * efficiency:.0f}% parallel efficiency")
+        print(f"\n4. Projection for 10,000 submissions: on the instructor's machine {1000 * serial[largest]:.1f} ms "
+              f"serial and {1000 * local[largest]:.1f} ms in parallel per submission (class of {largest}); "
+              f"{per_worker:.2f} s per submission on one worker; {100 * efficiency:.0f}% parallel efficiency")
         for workers in PROJECT_WORKERS:
             here = 10_000 * (serial[largest] + local[largest])
             total = here + 10_000 * per_worker / (workers * (efficiency if workers > 1 else 1.0))
