@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -91,6 +92,26 @@ def test_a_regrade_updates_in_place_and_keeps_what_was_set_by_hand(db):
     with Gradebook(db, COURSE_ID) as gb:
         assert gb.find_grade("test_b", NOTEBOOK_ID, A, "ada").needs_manual_grade, "nbgrader flags a hand-set score"
         assert gb.db.query(Grade).count() == 2 * len(TESTS) and gb.db.query(Comment).count() == 2 * len(ANSWERS)
+
+
+def test_a_late_submission_gets_the_penalty_the_course_chooses(db, tmp_path):
+    """nbgrader's AssignLatePenalties: the plugin named in the course's config decides the penalty of
+    a submission past the due date; one on time, or with no timestamp, has none."""
+    with Gradebook(db, COURSE_ID) as gb:
+        gb.update_or_create_assignment(A, duedate="2026-11-30 12:00:00")
+    on_time, late = datetime(2026, 11, 30, 11, 0), datetime(2026, 11, 30, 13, 0)
+    config = tmp_path / "nbgrader_config.py"
+    config.write_text("c = get_config()\nc.LateSubmissionPlugin.penalty_method = 'zero'\n")
+    entries = [AutoGrades("ada", {"test_a": 2.0, "test_b": 3.0}, {}, late),
+               AutoGrades("bo", {"test_a": 2.0, "test_b": 3.0}, {}, on_time), graded("cy")]
+    save(db, *entries)  # without a plugin: nbgrader's default, no penalty
+    assert [g.late_penalty for g in read(db, "ada", "bo", "cy").values()] == [0.0, 0.0, 0.0]
+    gradebook.save_class(db, COURSE_ID, A, NOTEBOOK_ID, entries, gradebook.late_plugin(config))
+    grades = read(db, "ada", "bo", "cy")
+    assert (grades["ada"].late_penalty, grades["bo"].late_penalty, grades["cy"].late_penalty) == (5.0, 0.0, 0.0)
+    with Gradebook(db, COURSE_ID) as gb:
+        assert gb.find_submission(A, "ada").late_submission_penalty == 5.0
+        assert gb.find_submission_notebook(NOTEBOOK_ID, A, "bo").late_submission_penalty is None
 
 
 def statements(url: str, run) -> int:

@@ -233,7 +233,8 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
     with timer("autograded notebooks", parallel=True):
         found = _parallel(autograded.write_autograded, tasks, jobs)
     with timer("gradebook write"):
-        gradebook.save_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, found)
+        gradebook.save_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, found,
+                             gradebook.late_plugin(workspace.root / "nbgrader_config.py"))
     with timer("gradebook read"):
         grades = gradebook.read_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
     with timer("feedback pages", parallel=True):

@@ -4,13 +4,14 @@ one pass, exported as `nbgrader export` exports it.
 `nbgrader autograde` opens the gradebook and commits several times per student, and `nbgrader
 export` runs several queries per student: together about half a second per student, one student
 after another. Here the autograded notebooks are built in parallel beforehand (`autograded.py`), so
-what is left is the database, with a handful of queries whatever the class size.
+what is left is the database, with a handful of queries whatever the class size (and one more per
+late submission, when the course has a due date).
 
 What lands in the database is what nbgrader's autograde stores (its `SaveAutoGrades`): the auto
 score nbgrader reads from each graded cell's outputs (`nbgrader.utils.determine_grade`),
 `needs_manual_grade` as nbgrader sets it, "No response." on untouched answer cells, the submission's
-timestamp when nbgrader's `collect` left one, and every score or comment an instructor set by hand
-kept. Tables and names are nbgrader's (`nbgrader.api`), so the formgrader and nbgrader's own
+timestamp when nbgrader's `collect` left one, the late penalty its AssignLatePenalties would give,
+and every score or comment an instructor set by hand kept. Tables and names are nbgrader's (`nbgrader.api`), so the formgrader and nbgrader's own
 commands read the result as their own.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from nbgrader.api import (Assignment, BaseCell, Comment, Grade, Gradebook, Notebook, Student, SubmittedAssignment,
                           SubmittedNotebook)
+from nbgrader.plugins import LateSubmissionPlugin
 from sqlalchemy import func
 from sqlalchemy.exc import OperationalError
 
@@ -82,14 +84,21 @@ def _notebook(session, assignment_id: str, notebook_id: str) -> tuple[Assignment
     return assignment, notebook
 
 
-def save_class(db_url: str, course_id: str, assignment_id: str, notebook_id: str, graded: list[AutoGrades]) -> None:
-    """Create or update each student's submission, its grades and comments, then commit once.
-    A concurrent writer that wins the race (SQLite) makes this run again on the updated database."""
+def save_class(db_url: str, course_id: str, assignment_id: str, notebook_id: str, graded: list[AutoGrades],
+               late_plugin=None) -> None:
+    """Create or update each student's submission, its grades and comments, and its late penalty,
+    then commit once. A concurrent writer that wins the race (SQLite) makes this run again on the
+    updated database.
+
+    late_plugin: nbgrader's late-submission plugin (`c.AssignLatePenalties.plugin_class`; see
+    `late_plugin`); nbgrader's default, which gives no penalty, when None."""
+    plugin = late_plugin or LateSubmissionPlugin()
     for attempt in range(COMMIT_TRIES):
         with Gradebook(db_url, course_id) as gradebook:
             session = gradebook.db
             try:
                 _save(session, *_notebook(session, assignment_id, notebook_id), graded)
+                _late_penalties(session, *_notebook(session, assignment_id, notebook_id), graded, plugin)
                 session.commit()
                 return
             except OperationalError:
@@ -128,6 +137,38 @@ def _save(session, assignment: Assignment, notebook: Notebook, graded: list[Auto
             comment = comments.get((sid, name))
             if comment is not None:
                 comment.auto_comment = "No response." if untouched else None
+
+
+def _late_penalties(session, assignment: Assignment, notebook: Notebook, graded: list[AutoGrades], plugin) -> None:
+    """What nbgrader's AssignLatePenalties stores: no penalty, unless the submission is past the due
+    date (and its extension), when the plugin decides it from the notebook's score, kept between 0
+    and that score."""
+    ids = [g.student_id for g in graded]
+    session.flush()
+    for chunk in _chunks(ids):
+        rows = (session.query(SubmittedNotebook, SubmittedAssignment)
+                .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                .filter(SubmittedNotebook.notebook == notebook, SubmittedAssignment.student_id.in_(chunk)))
+        for submitted, submission in rows:
+            submitted.late_submission_penalty = None
+            late = submission.total_seconds_late  # 0 without a due date or a timestamp
+            if late > 0:
+                score = submitted.score
+                penalty = plugin.late_submission_penalty(submission.student_id, score, late)
+                if penalty is not None:
+                    submitted.late_submission_penalty = min(max(0.0, penalty), score)
+
+
+def late_plugin(config_file: Path):
+    """The late-submission plugin a course's nbgrader_config.py chooses, configured as nbgrader's
+    autograde would configure it."""
+    from nbgrader.preprocessors import AssignLatePenalties
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    assigner = AssignLatePenalties(config=config)
+    assigner.init_plugin()
+    return assigner.plugin_inst
 
 
 def _by_student_and_cell(session, kind, notebook: Notebook, ids: list[str]) -> dict:
