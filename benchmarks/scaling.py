@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from grader import paths  # noqa: E402
 from grader.course.grade import NOTEBOOK_ID, grade  # noqa: E402
-from grader.course.timing import Timer  # noqa: E402
+from grader.course.timing import PARALLEL, SERIAL, Timer  # noqa: E402
 from grader.course.workspace import Workspace  # noqa: E402
 from grader.grading.verdicts import Verdict, verdict_path  # noqa: E402
 
@@ -155,11 +155,11 @@ def main() -> None:
         for n in args.sizes:
             timer = serial_step(n, scratch, graded)
             serial[n] = timer.serial() / n
-            parallel = sum(s for s, p in timer.parts.values() if p) / n
+            parallel = timer.seconds(PARALLEL) / n
             local[n] = sum(timer.parts[part][0] for part in HERE_IN_PARALLEL) / n
-            parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, p) in timer.parts.items() if not p)
+            parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, how) in timer.parts.items() if how == SERIAL)
             print(f"   {n:>6} {1000 * serial[n]:>14.1f} {1000 * parallel:>16.1f}   {parts}")
-            parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, p) in timer.parts.items() if p)
+            parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, how) in timer.parts.items() if how == PARALLEL)
             print(f"   {'':>6} {'':>14} {'':>16}   in parallel: {parts}")
         largest = max(serial)
 

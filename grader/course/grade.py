@@ -267,7 +267,7 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
     `scheduler`. `timer` (optional) learns how long each part took."""
     start, timer = time.perf_counter(), timer or Timer()
     workspace = Workspace(out, db_url, limits)
-    with timer("course set-up"), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
+    with timer("course set-up", once=True), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
         workspace.setup()
     with tempfile.TemporaryDirectory(prefix="w3d4-submissions-") as scratch:
         with timer("reading submissions"):

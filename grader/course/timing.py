@@ -1,7 +1,8 @@
 """Where a grading run's time goes: each part timed, the serial ones told apart from the parallel.
 
 The serial parts are what more machines cannot shorten, so `grade` prints their cost per
-submission (benchmarks/scaling.py shows it does not grow with the class)."""
+submission (benchmarks/scaling.py shows it does not grow with the class). The course's set-up,
+done once per course rather than once per run or per student, is shown on its own."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+SERIAL, PARALLEL, ONCE = "serial", "in parallel", "once per course"
+
 
 class Timer:
     def __init__(self) -> None:
-        self.parts: dict[str, tuple[float, bool]] = {}  # name -> (seconds, ran in parallel)
+        self.parts: dict[str, tuple[float, str]] = {}  # name -> (seconds, SERIAL, PARALLEL or ONCE)
 
     @contextmanager
-    def __call__(self, name: str, parallel: bool = False) -> Iterator[None]:
+    def __call__(self, name: str, parallel: bool = False, once: bool = False) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
         finally:
-            seconds, _ = self.parts.get(name, (0.0, parallel))
-            self.parts[name] = (seconds + time.perf_counter() - start, parallel)
+            seconds, _ = self.parts.get(name, (0.0, ""))
+            self.parts[name] = (seconds + time.perf_counter() - start, ONCE if once else PARALLEL if parallel else SERIAL)
+
+    def seconds(self, kind: str) -> float:
+        return sum(seconds for seconds, how in self.parts.values() if how == kind)
 
     def serial(self) -> float:
-        """Seconds spent in the parts that ran in this process alone."""
-        return sum(seconds for seconds, parallel in self.parts.values() if not parallel)
+        """Seconds spent in the parts that ran in this process alone, for this run's students."""
+        return self.seconds(SERIAL)
 
     def describe(self) -> str:
-        return ", ".join(f"{name} {seconds:.2f} s{' in parallel' if parallel else ''}"
-                         for name, (seconds, parallel) in self.parts.items())
+        return ", ".join(f"{name} {seconds:.2f} s{'' if how == SERIAL else ' ' + how}"
+                         for name, (seconds, how) in self.parts.items())
