@@ -34,11 +34,10 @@ from grader.course import autograded
 from grader.course import grade as grade_module
 from grader.course.grade import NOTEBOOK_ID, finish, grade, judge_all
 from grader.course.workspace import Workspace
-from grader.grading import cluster, slots
+from grader.grading import cluster
 from grader.grading.intake import METADATA_KEY
 from grader.grading.plan import course_secret, seeds_for
 from grader.grading.sandbox import Limits, isolation_available
-from grader.grading.slots import machine_slot
 from grader.grading.verdicts import MAX_MESSAGE, CheckResult, Verdict, grading_sha, release_checks
 from hostile.observe import sandbox_processes
 from test_grading import EXPECTED, by_test, run_cli
@@ -328,47 +327,6 @@ def test_an_unreachable_scheduler_stops_the_run_with_one_line(tmp_path, notebook
 
 
 # ---------------------------------------------------------------------------------------------
-# Sandbox slots, shared by every grading process on the machine
-# ---------------------------------------------------------------------------------------------
-
-
-def test_threads_never_share_a_slot():
-    held, free = threading.Event(), threading.Event()
-    seen = []
-
-    def hold():
-        with machine_slot() as slot:
-            seen.append(slot)
-            held.set()
-            free.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    held.wait(10)
-    with machine_slot() as mine:
-        assert mine != seen[0]
-    free.set()
-    thread.join()
-
-
-def test_a_killed_process_gives_its_slot_back():
-    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom grader.grading.slots import machine_slot\n"
-                               "with machine_slot() as slot:\n    print(slot, flush=True)\n    time.sleep(60)"],
-                              cwd=paths.REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        theirs = int(holder.stdout.readline())
-        assert slots._try_lock(slots.lock_dir(), theirs) is None, "held while its process lives"
-        holder.kill()
-        holder.wait()
-        fd = slots._try_lock(slots.lock_dir(), theirs)
-        assert fd is not None, "free once its process is gone, even killed"
-        os.close(fd)
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-# ---------------------------------------------------------------------------------------------
 # A real cluster: `dask scheduler` and `dask worker` processes on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
 
@@ -558,67 +516,3 @@ test_hostile_no_process_survives = slow(hostile_tests.test_no_sandboxed_process_
 test_hostile_no_connection = slow(hostile_tests.test_no_connection_reaches_the_listener)
 test_hostile_floods_not_kept = slow(hostile_tests.test_output_floods_are_not_kept)
 test_hostile_names_not_html = slow(hostile_tests.test_student_chosen_names_are_not_html_in_feedback)
-
-
-REAP_MARKER = "/tmp/w3d4-sb-reap-test"
-
-
-def _bwrap(*args: str) -> list[str]:
-    return ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--setenv", "SCRATCH", REAP_MARKER, *args]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not isolation_available(), reason="bubblewrap namespaces are not available")
-def test_orphaned_sandboxes_are_reaped_and_live_ones_kept():
-    """A worker killed mid-run can leave its sandbox adopted by init; the next run on the machine
-    kills it. A sandbox whose grader lives (here: this test) is left alone."""
-    from grader.grading.sandbox import reap_orphans
-
-    live = subprocess.Popen(_bwrap("sleep", "60"))
-    adopted = subprocess.run(["sh", "-c", " ".join(_bwrap("sleep", "60")) + " >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True)
-    orphan = int(adopted.stdout)
-    try:
-        time.sleep(0.3)
-        assert _alive(orphan) and _alive(live.pid)
-        reap_orphans()
-        deadline = time.monotonic() + 5
-        while _alive(orphan) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(orphan), "an orphaned sandbox survives"
-        assert live.poll() is None, "a live grader's sandbox was killed"
-    finally:
-        live.kill()
-        live.wait()
-        _kill_reap_test_sandboxes()
-
-
-def _kill_reap_test_sandboxes() -> None:
-    """Every process of this test, the sandboxed `sleep`s inside bwrap included (killing bwrap does
-    not end them): left alive, they would count as sandboxes that outlived a later grading run."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()
-                 and REAP_MARKER.encode() in _cmdline(int(p))]
-        if not found:
-            return
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the reap test's sandboxes would not die")
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
