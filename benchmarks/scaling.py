@@ -7,8 +7,9 @@ throughput of a Dask cluster with 1 and 2 workers, and a projection for 10,000 s
    runs and judging, per submission (core-seconds: one sandbox at a time).
 2. Serial work: classes of 7, 50 and 200 copies of the sample notebooks, graded with the verdicts
    already made (copied from step 1, as a resumed run finds them), so that what is timed is
-   everything but the sandboxes: intake, the verdict cache, the gradebook, the reports (serial),
-   and the autograded notebooks and feedback pages (in parallel, shown apart). The course set-up
+   everything but the sandboxes: the verdict cache, the gradebook, the reports (serial), intake,
+   the autograded notebooks and feedback pages (in parallel, shown apart), and the histogram
+   (once per run, shown apart). The course set-up
    (nbgrader's generate_assignment, once per course) is done beforehand and shown on its own.
 3. Cluster: a real `dask scheduler` and 1, then 2, `dask worker` processes (one thread each) on
    127.0.0.1 grade a class of copies through `grade --scheduler`, verdicts made afresh: the
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from grader import paths  # noqa: E402
 from grader.course.grade import NOTEBOOK_ID, grade  # noqa: E402
-from grader.course.timing import PARALLEL, SERIAL, Timer  # noqa: E402
+from grader.course.timing import ONCE, PARALLEL, SERIAL, Timer  # noqa: E402
 from grader.course.workspace import Workspace  # noqa: E402
 from grader.grading.verdicts import Verdict, verdict_path  # noqa: E402
 
@@ -161,6 +162,8 @@ def main() -> None:
             print(f"   {n:>6} {1000 * serial[n]:>14.1f} {1000 * parallel:>16.1f}   {parts}")
             parts = ", ".join(f"{name} {1000 * s / n:.1f}" for name, (s, how) in timer.parts.items() if how == PARALLEL)
             print(f"   {'':>6} {'':>14} {'':>16}   in parallel: {parts}")
+            parts = ", ".join(f"{name} {s:.2f} s" for name, (s, how) in timer.parts.items() if how == ONCE)
+            print(f"   {'':>6} {'':>14} {'':>16}   once per run: {parts}")
         largest = max(serial)
 
         if args.no_cluster:

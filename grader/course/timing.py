@@ -1,8 +1,9 @@
 """Where a grading run's time goes: each part timed, the serial ones told apart from the parallel.
 
 The serial parts are what more machines cannot shorten, so `grade` prints their cost per
-submission (benchmarks/scaling.py shows it does not grow with the class). The course's set-up,
-done once per course rather than once per run or per student, is shown on its own."""
+submission (benchmarks/scaling.py shows it does not grow with the class). What is done once per
+run whatever the class (the course's set-up, when the assignment changed; the one histogram) is
+shown on its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SERIAL, PARALLEL, ONCE = "serial", "in parallel", "once per course"
+SERIAL, PARALLEL, ONCE = "serial", "in parallel", "once per run"
 
 
 class Timer:
