@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import nbformat
@@ -57,12 +58,17 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+@cache
+def _files(source: Path) -> tuple[Path, ...]:
+    """Every file of `source` but its notebooks; listed once per process, not once per student."""
+    return tuple(p for p in sorted(source.rglob("*"))
+                 if p.is_file() and p.suffix != ".ipynb" and "__pycache__" not in p.parts)
+
+
 def _link_tree(source: Path, target: Path) -> None:
     """Every file of `source` but its notebooks, at the same place under `target`: a hard link where
     the file system allows one (no copy per student), else a copy."""
-    for path in sorted(source.rglob("*")):
-        if not path.is_file() or path.suffix == ".ipynb" or "__pycache__" in path.parts:
-            continue
+    for path in _files(source):
         dest = target / path.relative_to(source)
         if dest.exists() and dest.samefile(path):
             continue

@@ -72,7 +72,7 @@ def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
 def intake_all(workspace: Workspace, submissions: list[Submission], jobs: int = 1) -> dict[str, Path]:
     """Normalise each submission into nbgrader's submitted/ folder, `jobs` processes at a time;
     keep the original beside it."""
-    written = _parallel(_intake_and_write, [(workspace, sub) for sub in submissions], jobs)
+    written = _parallel(_intake_and_write, [(sub.student_id, (workspace, sub)) for sub in submissions], jobs)
     return {sub.student_id: target for sub, target in zip(submissions, written)}
 
 
@@ -165,15 +165,16 @@ def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limit
     return verdicts
 
 
-def _parallel(function, items: list, jobs: int) -> list:
-    """`function` over `items` in `jobs` processes (in this one when a pool would cost more than it
-    saves), results in order. A task that fails stops the run with the students it failed for."""
-    if jobs <= 1 or len(items) <= 1:
-        results = [_guarded(function, item) for item in items]
+def _parallel(function, calls: list[tuple[str, tuple]], jobs: int) -> list:
+    """`function(*args)` for each (student id, args) in `calls`, in `jobs` processes (in this one when
+    a pool would cost more than it saves), results in order. A call that fails stops the run, after
+    the others, naming the students it failed for."""
+    if jobs <= 1 or len(calls) <= 1:
+        results = [_guarded(function, *call) for call in calls]
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-            chunk = max(1, min(64, len(items) // (jobs * 4)))
-            results = list(pool.map(_guarded, [function] * len(items), items, chunksize=chunk))
+        with ProcessPoolExecutor(max_workers=min(jobs, len(calls))) as pool:
+            chunk = max(1, min(64, len(calls) // (jobs * 4)))
+            results = list(pool.map(_guarded, [function] * len(calls), *zip(*calls), chunksize=chunk))
     failed = [r for r in results if isinstance(r, _Failure)]
     if failed:
         shown = "; ".join(f"{f.student_id}: {f.error}" for f in failed[:5])
@@ -187,12 +188,11 @@ class _Failure:
     error: str
 
 
-def _guarded(function, item):
+def _guarded(function, student_id: str, args: tuple):
     try:
-        return function(*item) if isinstance(item, tuple) else function(item)
+        return function(*args)
     except Exception as error:  # noqa: BLE001 - reported with the student's id, after the others are done
-        task = next((part for part in (item if isinstance(item, tuple) else (item,)) if hasattr(part, "student_id")), None)
-        return _Failure(getattr(task, "student_id", "?"), f"{type(error).__name__}: {clean_message(str(error), 300)}")
+        return _Failure(student_id, f"{type(error).__name__}: {clean_message(str(error), 300)}")
 
 
 MAX_PAGE_BYTES = 20 * 2**20  # a feedback page is about 100 KB; one from a worker past this is redone here
@@ -231,7 +231,7 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
                              verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID), workspace.root)
              for sid in students]
     with timer("autograded notebooks", parallel=True):
-        found = _parallel(autograded.write_autograded, tasks, jobs)
+        found = _parallel(autograded.write_autograded, [(t.student_id, (t,)) for t in tasks], jobs)
     with timer("gradebook write"):
         gradebook.save_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, found,
                              gradebook.late_plugin(workspace.root / "nbgrader_config.py"))
@@ -242,7 +242,7 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
         if scheduler:
             _feedback_on_cluster(scheduler, workspace.limits, tasks, grades)
         else:
-            _parallel(autograded.write_feedback, [(t, grades[t.student_id]) for t in tasks], jobs)
+            _parallel(autograded.write_feedback, [(t.student_id, (t, grades[t.student_id])) for t in tasks], jobs)
     with timer("grades.csv"):
         gradebook.export_csv(workspace.db_url, COURSE_ID, workspace.out / "grades.csv")
     return grades

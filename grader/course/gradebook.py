@@ -97,8 +97,9 @@ def save_class(db_url: str, course_id: str, assignment_id: str, notebook_id: str
         with Gradebook(db_url, course_id) as gradebook:
             session = gradebook.db
             try:
-                _save(session, *_notebook(session, assignment_id, notebook_id), graded)
-                _late_penalties(session, *_notebook(session, assignment_id, notebook_id), graded, plugin)
+                assignment, notebook = _notebook(session, assignment_id, notebook_id)
+                _save(session, assignment, notebook, graded)
+                _late_penalties(session, notebook, graded, plugin)
                 session.commit()
                 return
             except OperationalError:
@@ -139,7 +140,7 @@ def _save(session, assignment: Assignment, notebook: Notebook, graded: list[Auto
                 comment.auto_comment = "No response." if untouched else None
 
 
-def _late_penalties(session, assignment: Assignment, notebook: Notebook, graded: list[AutoGrades], plugin) -> None:
+def _late_penalties(session, notebook: Notebook, graded: list[AutoGrades], plugin) -> None:
     """What nbgrader's AssignLatePenalties stores: no penalty, unless the submission is past the due
     date (and its extension), when the plugin decides it from the notebook's score, kept between 0
     and that score."""
