@@ -127,8 +127,8 @@ def source_notebook(source: Path = paths.LESSON_SOURCE) -> nbformat.NotebookNode
     return nb
 
 
-def _exercises() -> dict:
-    """The checks library's registry: exercise name -> points."""
+def _exercises(assignment: str = paths.ASSIGNMENT) -> dict:
+    """The checks library's registry for one lesson: exercise name -> points."""
     package = paths.CHECKS_PACKAGE
     spec = importlib.util.spec_from_file_location(
         "_w3d4_build_checks", package / "__init__.py", submodule_search_locations=[str(package)]
@@ -140,7 +140,7 @@ def _exercises() -> dict:
     finally:
         for key in [k for k in sys.modules if k.startswith(spec.name)]:
             del sys.modules[key]
-    return {name: exercise.points for name, exercise in module.EXERCISES.items()}
+    return {name: exercise.points for name, exercise in module.exercises_of(assignment).items()}
 
 
 def check_exercises(nb: nbformat.NotebookNode, exercises: dict[str, float]) -> None:

@@ -39,6 +39,12 @@ def _check(name: str, *subjects, seed: int, **call) -> None:
     print(f"PASS {label}: {summary}")
 
 
+# --- part 1: diffusion from scratch ---
+
+
+# --- part 2: the U-Net ---
+
+
 def test_groupnorm(GroupNorm, affine: bool = True, seed: int = SEED) -> None:
     """GroupNorm(num_groups, num_channels, eps, affine) equals F.group_norm for one group, some groups
     and one group per channel, with eps inside the square root and the biased variance; with
@@ -108,6 +114,9 @@ def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
     """The bonus: your transposed convolution equals torch.nn.ConvTranspose2d for several kernel sizes,
     strides and paddings (bias included)."""
     _check("conv_transpose2d", ConvTranspose2d, seed=seed)
+
+
+# --- part 3: train the U-Net and measure it ---
 
 
 # pytest must not collect these: this file's name matches its pattern *_test.py.

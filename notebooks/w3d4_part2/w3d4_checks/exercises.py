@@ -2,7 +2,8 @@
 """The registry: one entry per exercise, in the lesson's order.
 
 An exercise's name is everywhere the same: the grade_id of its answer cell, `test_<name>` for its
-test cell and for the function in w3d4_test that the cell calls.
+test cell and for the function in w3d4_test that the cell calls. Names are unique across the day:
+the three parts share this registry, and `assignment` says which lesson each exercise belongs to.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ class Exercise:
     # student whose block computes other numbers, and the exercises that the block is built on.
     wiring: str = ""
     builds_on: tuple[str, ...] = ()
+    assignment: str = "w3d4_part2"  # the lesson (nbgrader assignment) whose notebook holds the exercise
 
 
 EXERCISES: dict[str, Exercise] = {
     e.name: e
     for e in (
+        # --- part 1: diffusion from scratch (assignment "w3d4_part1") ---
+        # --- part 2: the U-Net (assignment "w3d4_part2") ---
         Exercise("groupnorm", ("GroupNorm",), probe_groupnorm, judge_groupnorm, 2,
                  calls=({"affine": False}, {"affine": True})),
         Exercise("sinusoidal_embeddings", ("SinusoidalPositionEmbeddings",), probe_sinusoidal_embeddings,
@@ -91,8 +95,14 @@ EXERCISES: dict[str, Exercise] = {
             builds_on=("residual_block", "down_block", "mid_block", "up_block"),
         ),
         Exercise("conv_transpose2d", (BONUS_CLASS,), probe_conv_transpose2d, judge_conv_transpose2d, 0),
+        # --- part 3: train the U-Net and measure it (assignment "w3d4_part3") ---
     )
 }
+
+
+def exercises_of(assignment: str) -> dict[str, Exercise]:
+    """The exercises of one lesson, in its order."""
+    return {name: e for name, e in EXERCISES.items() if e.assignment == assignment}
 
 
 def run_check(name: str, *subjects, seed: int = SEED, device: Optional[str] = None, **call) -> str:

@@ -60,7 +60,7 @@ from .attention import multihead_attention  # noqa: E402
 from .blocks import BATCH, DOWN, DOWN_SIZE, MID, MID_SIZE, RES_CONFIGS, RES_SIZE, STEP_DIM, UP, UP_SIZE, block_inputs  # noqa: E402
 from .conv_transpose import BONUS_CLASS  # noqa: E402
 from .embeddings import frequency_conventions, matched_columns, sin_cos  # noqa: E402
-from .exercises import EXERCISES, Exercise, run_check  # noqa: E402
+from .exercises import EXERCISES, Exercise, exercises_of, run_check  # noqa: E402
 from .groupnorm import GN_DEFAULT_EPS  # noqa: E402
 from .judging import TOL, as_tensor, fmt, raise_probe_error  # noqa: E402
 from .probing import FirstUse, default_device, is_a, is_attention, is_norm, plain, plain_pair, run_probe, tensors_in, unusual_returns  # noqa: E402
@@ -69,7 +69,7 @@ from .unet import UNET, unet_steps  # noqa: E402
 
 __all__ = [
     # the exercises and how to run one
-    "EXERCISES", "Exercise", "run_check", "SEED", "TOL", "default_device", "BONUS_CLASS", "VersionError",
+    "EXERCISES", "Exercise", "exercises_of", "run_check", "SEED", "TOL", "default_device", "BONUS_CLASS", "VersionError",
     # probing and reading probe results
     "run_probe", "raise_probe_error", "as_tensor", "plain", "plain_pair", "fmt",
     "FirstUse", "is_a", "is_attention", "is_norm", "tensors_in", "unusual_returns",
