@@ -27,7 +27,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 2
     for backup in backups:
         print(f"note: a generated file had been edited by hand; your version is saved as {backup}")
-    print(f"Built {paths.SOURCE_DIR.as_posix()}/ and {paths.RELEASE_DIR.as_posix()}/")
+    for lesson in paths.LESSONS.values():
+        print(f"Built {lesson.source_dir.as_posix()}/ and {lesson.release_dir.as_posix()}/")
     return 0
 
 
@@ -37,21 +38,22 @@ def cmd_run_solution(args: argparse.Namespace) -> int:
 
     from .lesson.execute import execute_notebook
 
-    notebook = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
-    if not notebook.is_file():
-        print(f"{notebook.relative_to(paths.REPO)} is missing: run `python -m grader build` first", file=sys.stderr)
-        return 2
-    try:
-        run = execute_notebook(notebook)
-    except CellExecutionError as error:
-        print(f"The solution notebook failed:\n{error}", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / paths.NOTEBOOK_NAME.replace(".ipynb", "_solution.ipynb")
-    nbformat.write(run.notebook, saved)
-    images = sum("image/png" in o.get("data", {}) for c in run.notebook.cells for o in c.get("outputs", []))
-    print(f"Executed the solution notebook in {run.seconds:.1f} s ({images} plots); saved {saved}")
+    for lesson in [paths.lesson(args.assignment)] if args.assignment else paths.LESSONS.values():
+        notebook = paths.REPO / lesson.source_dir / lesson.notebook
+        if not notebook.is_file():
+            print(f"{notebook.relative_to(paths.REPO)} is missing: run `python -m grader build` first", file=sys.stderr)
+            return 2
+        try:
+            run = execute_notebook(notebook)
+        except CellExecutionError as error:
+            print(f"The solution notebook of {lesson.assignment} failed:\n{error}", file=sys.stderr)
+            return 1
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        saved = out / f"{lesson.notebook_id}_solution.ipynb"
+        nbformat.write(run.notebook, saved)
+        images = sum("image/png" in o.get("data", {}) for c in run.notebook.cells for o in c.get("outputs", []))
+        print(f"Executed the solution notebook of {lesson.assignment} in {run.seconds:.1f} s ({images} plots); saved {saved}")
     return 0
 
 
@@ -67,9 +69,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print("WARNING: bubblewrap namespaces are not available here; grading in the WEAKER fallback mode "
               "(no filesystem or network isolation; verdicts are still computed outside the kernel).", file=sys.stderr)
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout)
+    # Submissions are of one assignment (part 2 unless named); with none given, every assignment's sample class.
+    if args.submissions is None and args.assignment is None:
+        assignments = list(paths.LESSONS)
+    else:
+        assignments = [args.assignment or paths.ASSIGNMENT]
     try:
-        grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db, limits=limits,
-              export=args.export, scheduler=args.scheduler)
+        for assignment in assignments:
+            grade(args.submissions, Path(args.out), jobs=args.jobs, student=args.student, db_url=args.db,
+                  limits=limits, export=args.export, scheduler=args.scheduler, assignment=assignment)
     except (SubmissionError, NbgraderError, DatabaseError, ClusterError) as error:
         print(f"grading stopped: {error}", file=sys.stderr)
         return 2
@@ -92,12 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="turn the lesson source into the nbgrader source and the student release")
     build.add_argument("--check", action="store_true", help="only report generated files that are out of date")
     build.set_defaults(func=cmd_build)
-    run = sub.add_parser("run-solution", help="execute the solution notebook in a real kernel, keeping its outputs")
+    run = sub.add_parser("run-solution", help="execute the solution notebooks in a real kernel, keeping their outputs")
+    run.add_argument("--assignment", choices=list(paths.LESSONS), help="only this lesson (default: every one)")
     run.add_argument("--out", default=str(paths.REPO / "out"), help="folder for the executed notebook (default: out/)")
     run.set_defaults(func=cmd_run_solution)
     grade = sub.add_parser("grade", help="autograde a class safely: sandboxed runs, nbgrader gradebook, feedback, CSVs")
     grade.add_argument("submissions", nargs="?", type=Path, default=None,
-                       help="a folder or zip of STUDENT.ipynb files or STUDENT/ folders (default: the bundled sample class)")
+                       help="a folder or zip of STUDENT.ipynb files or STUDENT/ folders (default: the bundled sample classes)")
+    grade.add_argument("--assignment", choices=list(paths.LESSONS),
+                       help=f"the assignment the submissions are of (default: {paths.ASSIGNMENT}; with no SUBMISSIONS, "
+                            "every assignment's sample class)")
     grade.add_argument("--jobs", type=int, default=2, help="submissions run in parallel (default: 2)")
     grade.add_argument("--out", default=str(paths.REPO / "out" / "grading"), help="workspace and reports (default: out/grading)")
     grade.add_argument("--student", help="regrade only this student (the others keep their cached verdicts)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -144,7 +146,7 @@ def test_lesson_and_checks_registry_must_agree(tmp_path: Path, old: str, new: st
     source = tmp_path / "lesson.py"
     source.write_text(text.replace(old, new), encoding="utf-8")
     with pytest.raises(build.BuildError, match=message):
-        build.write_source_dir(tmp_path / "out", source)
+        build.write_source_dir(tmp_path / "out", dataclasses.replace(paths.LESSONS[paths.ASSIGNMENT], source=source))
 
 
 def _lesson_with(tmp_path: Path, markdown: str) -> Path:
@@ -190,7 +192,7 @@ def test_a_broken_internal_link_fails_the_build(tmp_path: Path, markdown: str, m
 
 
 def test_every_link_of_the_lesson_leads_to_one_heading():
-    found = links.internal_links(build.source_notebook())
+    found = links.internal_links(build.source_notebook(paths.LESSON_SOURCE))
     assert len(found) >= 12, "the contents list and the cross-references"
     assert [link for link in found if len(link["targets"]) != 1] == []
 
@@ -200,7 +202,7 @@ def test_missing_source_and_missing_figure_are_reported(tmp_path: Path, monkeypa
         build.source_notebook(tmp_path / "nope.py")
     monkeypatch.setattr(paths, "FIGURES", tmp_path)
     with pytest.raises(build.BuildError, match=r"w3d4_unet_architecture\.svg.*does not exist"):
-        build.write_source_dir(tmp_path / "out")
+        build.write_source_dir(tmp_path / "out", paths.LESSONS[paths.ASSIGNMENT])
 
 
 @pytest.mark.slow  # three whole builds

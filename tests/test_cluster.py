@@ -207,9 +207,9 @@ class StandIn:
         SENT.clear()
         self.forge = forge
 
-    def __call__(self, notebook: str, student_id: str, seeds: dict, notes: list, limits: dict) -> dict:
-        SENT.append(pickle.dumps((notebook, student_id, seeds, notes, limits)))
-        data = asdict(honest(cluster.Job(student_id, notebook, seeds, notes), Limits(**limits)))
+    def __call__(self, notebook: str, student_id: str, seeds: dict, notes: list, limits: dict, assignment: str) -> dict:
+        SENT.append(pickle.dumps((notebook, student_id, seeds, notes, limits, assignment)))
+        data = asdict(honest(cluster.Job(student_id, notebook, seeds, notes, assignment), Limits(**limits)))
         self.forge(student_id, data)
         return data
 

@@ -244,7 +244,7 @@ def test_correct_corpus_earns_every_point_through_the_grader(tmp_path: Path):
     out = tmp_path / "out"
     result = _grade(submissions, out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+    with open(out / paths.ASSIGNMENT / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     totals: dict[str, list[float]] = {}
     lost = []

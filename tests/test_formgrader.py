@@ -42,13 +42,13 @@ def reports(out: Path) -> dict:
     """Totals per student as each report states them, and the per-test rows."""
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         nbgrader = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
-    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+    with open(out / paths.ASSIGNMENT / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         by_test = list(csv.DictReader(f))
     summed: dict[str, float] = {}
     for row in by_test:
         summed[row["student_id"]] = summed.get(row["student_id"], 0.0) + float(row["final_score"])
-    summary = {r["student_id"]: r for r in json.loads((out / "summary.json").read_text())}
-    with open(out / "grades_canvas.csv", newline="", encoding="utf-8") as f:
+    summary = {r["student_id"]: r for r in json.loads((out / paths.ASSIGNMENT / "summary.json").read_text())}
+    with open(out / paths.ASSIGNMENT / "grades_canvas.csv", newline="", encoding="utf-8") as f:
         canvas = {r["SIS Login ID"]: float(r[reports_module.CANVAS_COLUMN])
                   for r in csv.DictReader(f) if r["Student"] != "Points Possible"}
     return {"grades.csv": nbgrader, "grades_by_test.csv": summed, "canvas": canvas,

@@ -65,7 +65,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def by_test(out: Path) -> dict[str, dict[str, tuple[float, str]]]:
     rows: dict[str, dict[str, tuple[float, str]]] = {}
-    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+    with open(out / paths.ASSIGNMENT / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             rows.setdefault(row["student_id"], {})[row["test"]] = (float(row["final_score"]), row["diagnostic"])
     return rows
@@ -157,7 +157,7 @@ def test_the_closing_demo_is_not_run_when_grading(graded: Path):
 def test_gradebook_export_matches(graded: Path):
     totals = nbgrader_totals(graded / "grades.csv")
     assert totals == {student: float(sum(points.values())) for student, points in EXPECTED.items()}
-    assert (graded / "score_histogram.png").stat().st_size > 1000
+    assert (graded / paths.ASSIGNMENT / "score_histogram.png").stat().st_size > 1000
 
 
 def test_feedback_explains_and_hides_the_grader(graded: Path):

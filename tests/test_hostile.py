@@ -125,7 +125,7 @@ def grade_hostile_class(base: Path, scheduler: str | None = None) -> Graded:
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         totals = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
     by_test: dict[str, dict[str, tuple[float, str]]] = {}
-    with open(out / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+    with open(out / paths.ASSIGNMENT / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             by_test.setdefault(row["student_id"], {})[row["test"]] = (float(row["final_score"]), row["diagnostic"])
     print(f"\nhostile class: {len(rows)} submissions graded in {seconds:.0f} s")

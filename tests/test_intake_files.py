@@ -238,7 +238,7 @@ def test_one_submission_that_breaks_the_intake_does_not_stop_the_class(notebooks
         (tmp_path / f"{name}.ipynb").write_bytes(notebooks.to_bytes(notebooks.student()))
     read = intake.read_submission
 
-    def read_submission(path):
+    def read_submission(path, assignment):
         if path.stem == "bob":
             raise RuntimeError("something no test foresaw.")
         return read(path)

@@ -41,13 +41,17 @@ class Task:
     submitted: Path  # submitted/STUDENT/ASSIGNMENT/NB.ipynb, normalised by intake
     verdict: Path  # the saved verdict of that notebook
     course: Path  # the nbgrader course root
+    assignment: str = paths.ASSIGNMENT
+
+    @property
+    def lesson(self) -> paths.Lesson:
+        return paths.lesson(self.assignment)
 
     def autograded(self) -> Path:
-        return self.course / "autograded" / self.student_id / paths.ASSIGNMENT / paths.NOTEBOOK_NAME
+        return self.course / "autograded" / self.student_id / self.assignment / self.lesson.notebook
 
     def feedback(self) -> Path:
-        return self.course / "feedback" / self.student_id / paths.ASSIGNMENT / paths.NOTEBOOK_NAME.replace(
-            ".ipynb", ".html")
+        return self.course / "feedback" / self.student_id / self.assignment / f"{self.lesson.notebook_id}.html"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -112,17 +116,17 @@ def write_autograded(task: Task) -> AutoGrades:
     nb, _ = LimitOutput().preprocess(apply_verdict(nb, verdict), {})
     target = task.autograded()
     _write_atomic(target, nbformat.writes(nb))
-    _link_tree(paths.REPO / paths.RELEASE_DIR, target.parent)
+    _link_tree(paths.REPO / task.lesson.release_dir, target.parent)
     _carry_nbgrader_files(task.submitted.parent, target.parent)
     stamp = task.submitted.parent / "timestamp.txt"
     timestamp = utils.parse_utc(stamp.read_text().strip()) if stamp.is_file() else None
     return auto_grades(task.student_id, nb, timestamp)
 
 
-def render_remote(notebook: str, grades: StudentGrades, student_id: str) -> str:
+def render_remote(notebook: str, grades: StudentGrades, student_id: str, assignment: str = paths.ASSIGNMENT) -> str:
     """A feedback page from plain data, for a cluster worker: the autograded notebook's text and the
     student's grades in, the page's HTML out."""
-    return render_page(nbformat.reads(notebook, as_version=4), grades, student_id)
+    return render_page(nbformat.reads(notebook, as_version=4), grades, student_id, assignment)
 
 
 def save_feedback(task: Task, html: str) -> int:
@@ -135,4 +139,5 @@ def save_feedback(task: Task, html: str) -> int:
 
 def write_feedback(task: Task, grades: StudentGrades) -> int:
     """Render and write one student's feedback page from their autograded notebook."""
-    return save_feedback(task, render_page(nbformat.read(task.autograded(), as_version=4), grades, task.student_id))
+    return save_feedback(task, render_page(nbformat.read(task.autograded(), as_version=4), grades, task.student_id,
+                                         task.assignment))

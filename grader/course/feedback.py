@@ -84,7 +84,7 @@ def _exporter():
     return converter.exporter_class(parent=converter, config=converter.config)
 
 
-def render_page(nb, grades, student_id: str) -> str:
+def render_page(nb, grades, student_id: str, assignment: str = paths.ASSIGNMENT) -> str:
     """One student's feedback page. nb: their autograded notebook; grades: their StudentGrades from
     the gradebook (gradebook.read_class), as nbgrader's GetGrades writes them into the notebook."""
     for cell in nb.cells:
@@ -96,13 +96,14 @@ def render_page(nb, grades, student_id: str) -> str:
             meta["score"], meta["points"] = grade.score, grade.max_score
         if meta.get("solution") or meta.get("task"):
             meta["comment"] = grade.comment
-    notebook_id = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
+    lesson = paths.lesson(assignment)
+    notebook_id = lesson.notebook_id
     resources = {"unique_key": notebook_id, "output_files_dir": f"{notebook_id}_files", "nbgrader": {
-        "student": student_id, "assignment": paths.ASSIGNMENT, "notebook": notebook_id,
+        "student": student_id, "assignment": assignment, "notebook": notebook_id,
         "score": grades.score - grades.late_penalty, "max_score": grades.max_score,
         "late_penalty": grades.late_penalty}}
     html, _ = _exporter().from_notebook_node(nb, resources=resources)
-    return shared_images(html, paths.REPO / paths.RELEASE_DIR)
+    return shared_images(html, paths.REPO / lesson.release_dir)
 
 
 def _shared_name(src: str, assignment: Path) -> str | None:

@@ -1,7 +1,9 @@
 """Grade a class: intake, sandboxed runs in parallel, the gradebook in bulk, feedback and reports.
 
-    python -m grader grade [SUBMISSIONS] [--jobs N] [--out DIR] [--student ID] [--db URL] [--export canvas]
-                           [--scheduler tcp://HOST:8786]
+    python -m grader grade [SUBMISSIONS] [--assignment NAME] [--jobs N] [--out DIR] [--student ID] [--db URL]
+                           [--export canvas] [--scheduler tcp://HOST:8786]
+
+Every assignment of the course (paths.LESSONS) is graded the same way, into one nbgrader course.
 
 1. Intake (serial, fast): every submission is normalised and written to nbgrader's `submitted/`.
 2. Verdicts (parallel, `--jobs`): each notebook runs in its own sandbox; the judges run here. A
@@ -39,7 +41,7 @@ from ..grading.plan import course_secret, seeds_for
 from ..grading.sandbox import Limits
 from ..grading.slots import machine_slot
 from ..grading.submissions import Submission, SubmissionError, collect
-from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks, verdict_path
+from ..grading.verdicts import Verdict, cached, clean_message, grade_notebook, release_checks
 from . import autograded, database, gradebook, reports
 from .commands import NbgraderError
 from .feedback import share_figures
@@ -48,13 +50,13 @@ from .reports import COURSE_ID, Row
 from .timing import ONCE, Timer
 from .workspace import Workspace
 
-SAMPLE_CLASS = paths.REPO / paths.SAMPLE_DIR
-NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")
+SAMPLE_CLASS = paths.REPO / paths.SAMPLE_DIR  # part 2's
+NOTEBOOK_ID = paths.NOTEBOOK_NAME.removesuffix(".ipynb")  # part 2's
 
 
 def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
     if sub.notebook is None:
-        result = intake.normalise(b"")
+        result = intake.normalise(b"", intake.release_notebook(workspace.lesson.assignment))
         result.notes[:] = sub.notes
         return result
     notes = list(sub.notes)
@@ -64,7 +66,7 @@ def _intake_one(workspace: Workspace, sub: Submission) -> intake.Intake:
         shutil.copyfile(sub.notebook, original)
     except OSError as error:
         notes.append(f"The grader could not keep a copy of the submitted file ({error.strerror}).")
-    result = intake.read_submission(sub.notebook)
+    result = intake.read_submission(sub.notebook, workspace.lesson.assignment)
     result.notes[:0] = notes
     return result
 
@@ -84,7 +86,7 @@ def _intake_and_write(workspace: Workspace, sub: Submission) -> Path:
         result = _intake_one(workspace, sub)
     except Exception as error:  # noqa: BLE001 - one student's file must not stop everyone's grading
         detail = clean_message(str(error)).rstrip(".")
-        result = intake.normalise(b"")
+        result = intake.normalise(b"", intake.release_notebook(workspace.lesson.assignment))
         result.notes[:] = [*sub.notes, f"The grader could not read this notebook: {type(error).__name__}"
                                        f"{': ' + detail if detail else ''}. It was graded as unanswered; please "
                                        "tell your instructor."]
@@ -105,8 +107,7 @@ def reusable_verdicts(workspace: Workspace, notebooks: dict[str, Path], limits: 
     the limits changed since they were made."""
     verdicts, stale = {}, 0
     for sid, notebook in notebooks.items():
-        path = verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID)
-        verdict, why = cached(path, nbformat.read(notebook, as_version=4), limits)
+        verdict, why = cached(workspace.verdict(sid), nbformat.read(notebook, as_version=4), limits)
         if verdict is not None:
             verdicts[sid] = verdict
         stale += why == "the grading code or limits changed"
@@ -121,21 +122,21 @@ def _notes(nb: nbformat.NotebookNode) -> list[str]:
     return list(nb.metadata.get(METADATA_KEY, {}).get("notes", []))
 
 
-def _job(student_id: str, notebook: Path, secret: bytes) -> cluster.Job:
+def _job(student_id: str, notebook: Path, secret: bytes, assignment: str) -> cluster.Job:
     """What a cluster worker needs to grade one submission: the check seeds in place of the secret."""
     text = notebook.read_text(encoding="utf-8")
-    seeds = seeds_for(secret, student_id, list(release_checks()))
-    return cluster.Job(student_id, text, seeds, _notes(nbformat.reads(text, as_version=4)))
+    seeds = seeds_for(secret, student_id, list(release_checks(assignment)))
+    return cluster.Job(student_id, text, seeds, _notes(nbformat.reads(text, as_version=4)), assignment)
 
 
 def _judge_here(todo: list[str], notebooks: dict[str, Path], secret: bytes, workers: int, limits: Limits,
-                done: Callable[[Verdict], None]) -> None:
+                done: Callable[[Verdict], None], assignment: str) -> None:
     """Each submission in a sandbox on this machine, `workers` at a time."""
     def run_one(student_id: str) -> Verdict:
         notes = _notes(nbformat.read(notebooks[student_id], as_version=4))
-        seeds = seeds_for(secret, student_id, list(release_checks()))
+        seeds = seeds_for(secret, student_id, list(release_checks(assignment)))
         with machine_slot() as slot:  # one no other grading run on this machine holds
-            return grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot)
+            return grade_notebook(notebooks[student_id], student_id, seeds, notes, limits, slot, assignment)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in as_completed([pool.submit(run_one, sid) for sid in todo]):
@@ -153,15 +154,16 @@ def judge_all(workspace: Workspace, notebooks: dict[str, Path], jobs: int, limit
     todo = [sid for sid in notebooks if sid not in verdicts]
     with timer("sandboxes", parallel=True), tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
         def done(verdict: Verdict) -> None:
-            verdict.save(verdict_path(workspace.verdicts, verdict.student_id, paths.ASSIGNMENT, NOTEBOOK_ID))
+            verdict.save(workspace.verdict(verdict.student_id))
             verdicts[verdict.student_id] = verdict
             bar.update(1)
 
         if scheduler and todo:
-            jobs_sent = (_job(sid, notebooks[sid], secret) for sid in todo)  # made as they are sent
+            assignment = workspace.lesson.assignment
+            jobs_sent = (_job(sid, notebooks[sid], secret, assignment) for sid in todo)  # made as they are sent
             cluster.judge(scheduler, jobs_sent, limits, done, lambda line: bar.write(line, file=sys.stderr))
         else:
-            _judge_here(todo, notebooks, secret, jobs, limits, done)
+            _judge_here(todo, notebooks, secret, jobs, limits, done, workspace.lesson.assignment)
     return verdicts
 
 
@@ -206,7 +208,7 @@ def _feedback_on_cluster(scheduler: str, limits: Limits, tasks: list[autograded.
         for task in tasks:
             text = task.autograded().read_text(encoding="utf-8")
             yield f"feedback-{task.student_id}", autograded.render_remote, (text, grades[task.student_id],
-                                                                            task.student_id), task
+                                                                            task.student_id, task.assignment), task
 
     with tqdm(total=len(tasks), desc="feedback", unit="page") as bar:
         def done(task: autograded.Task, html, error: BaseException | None) -> None:
@@ -227,18 +229,18 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
     queries. Returns the gradebook's grades of these students; `timer` learns how long each part
     took."""
     timer = timer or Timer()
-    tasks = [autograded.Task(sid, workspace.submitted(sid),
-                             verdict_path(workspace.verdicts, sid, paths.ASSIGNMENT, NOTEBOOK_ID), workspace.root)
+    lesson = workspace.lesson
+    tasks = [autograded.Task(sid, workspace.submitted(sid), workspace.verdict(sid), workspace.root, lesson.assignment)
              for sid in students]
     with timer("autograded notebooks", parallel=True):
         found = _parallel(autograded.write_autograded, [(t.student_id, (t,)) for t in tasks], jobs)
     with timer("gradebook write"):
-        gradebook.save_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, found,
+        gradebook.save_class(workspace.db_url, COURSE_ID, lesson.assignment, lesson.notebook_id, found,
                              gradebook.late_plugin(workspace.root / "nbgrader_config.py"))
     with timer("gradebook read"):
-        grades = gradebook.read_class(workspace.db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
+        grades = gradebook.read_class(workspace.db_url, COURSE_ID, lesson.assignment, lesson.notebook_id, students)
     with timer("feedback pages", parallel=True):
-        share_figures(paths.REPO / paths.RELEASE_DIR, workspace.root / "feedback")
+        share_figures(paths.REPO / lesson.release_dir, workspace.root / "feedback")
         if scheduler:
             _feedback_on_cluster(scheduler, workspace.limits, tasks, grades)
         else:
@@ -251,31 +253,36 @@ def finish(workspace: Workspace, students: list[str], jobs: int, timer: Timer | 
 def write_reports(workspace: Workspace, found: list[Submission], verdicts: dict[str, Verdict],
                   export: list[str], grades: dict[str, StudentGrades] | None = None) -> list[Row]:
     """Every report from the gradebook (so hand-set scores show everywhere), plus the exports asked for."""
-    rows = reports.read_rows(workspace.db_url, {s.student_id: s.original_name for s in found}, verdicts, grades)
-    reports.write_by_test(rows, workspace.out / "grades_by_test.csv")
-    reports.write_summary(rows, workspace.out / "summary.json")
+    rows = reports.read_rows(workspace.db_url, {s.student_id: s.original_name for s in found}, verdicts, grades,
+                             workspace.lesson.assignment)
+    workspace.reports.mkdir(parents=True, exist_ok=True)
+    reports.write_by_test(rows, workspace.reports / "grades_by_test.csv")
+    reports.write_summary(rows, workspace.reports / "summary.json")
     if "canvas" in export:
-        reports.write_canvas(rows, workspace.out / "grades_canvas.csv")
+        reports.write_canvas(rows, workspace.reports / "grades_canvas.csv")
     return rows
 
 
 def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | None = None,
           db_url: str | None = None, limits: Limits = Limits(), export: list[str] = (),
-          scheduler: str | None = None, timer: Timer | None = None) -> list[Row]:
-    """Grade a class into `out`: the sandboxes here, `jobs` at a time, or on the Dask cluster at
-    `scheduler`. `timer` (optional) learns how long each part took."""
+          scheduler: str | None = None, timer: Timer | None = None, assignment: str = paths.ASSIGNMENT) -> list[Row]:
+    """Grade a class's submissions of `assignment` into `out` (default: that assignment's sample
+    class): the sandboxes here, `jobs` at a time, or on the Dask cluster at `scheduler`. `timer`
+    (optional) learns how long each part took."""
     start, timer = time.perf_counter(), timer or Timer()
-    workspace = Workspace(out, db_url, limits)
+    workspace = Workspace(out, db_url, limits, assignment)
+    lesson = workspace.lesson
+    print(f"Grading {lesson.assignment} ({lesson.notebook})")
     with timer("course set-up", once=True), database.write_lock(workspace.db_url):  # generate_assignment writes the gradebook
         workspace.setup()
     with tempfile.TemporaryDirectory(prefix="w3d4-submissions-") as scratch:
         with timer("reading submissions"):
-            found = collect(submissions or SAMPLE_CLASS, Path(scratch))
+            found = collect(submissions or paths.REPO / lesson.sample_dir, Path(scratch), lesson.notebook)
         if student:
             # Regrade one student: forget their verdict; everyone else's cached verdict is reused.
             if student not in {s.student_id for s in found}:
                 raise SubmissionError(f"no submission for student {student!r}")
-            verdict_path(workspace.verdicts, student, paths.ASSIGNMENT, NOTEBOOK_ID).unlink(missing_ok=True)
+            workspace.verdict(student).unlink(missing_ok=True)
         with timer("intake", parallel=True):
             notebooks = intake_all(workspace, found, max(1, jobs))
     verdicts = judge_all(workspace, notebooks, max(1, jobs), limits, scheduler, timer)
@@ -285,12 +292,13 @@ def grade(submissions: Path | None, out: Path, jobs: int = 2, student: str | Non
         with timer("reports"):
             rows = write_reports(workspace, found, verdicts, list(export), None if student else grades)
     with timer("histogram", once=True):  # one figure: its cost does not grow with the class
-        reports.save_histogram(rows, workspace.out / "score_histogram.png")
+        reports.save_histogram(rows, workspace.reports / "score_histogram.png")
     isolation = ", ".join(sorted({v.isolation for v in verdicts.values()})) or "n/a"
     reports.print_summary(rows, isolation)
     written = ["grades.csv", "grades_by_test.csv", "summary.json", "score_histogram.png"]
     written += ["grades_canvas.csv"] if "canvas" in export else []
-    print(f"Wrote {', '.join(written)} in {workspace.out}; feedback in {workspace.root / 'feedback'} "
+    print(f"Wrote grades.csv (the course) in {workspace.out}, {', '.join(written[1:])} in {workspace.reports}; "
+          f"feedback in {workspace.root / 'feedback'} "
           f"({time.perf_counter() - start:.1f} s)")
     print(f"Serial work: {1000 * timer.serial() / max(1, len(notebooks)):.1f} ms per submission, plus "
           f"{timer.seconds(ONCE):.2f} s once per run ({timer.describe()})")

@@ -31,6 +31,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
+from .. import paths
 from ..grading import intake
 from ..grading.intake import METADATA_KEY
 from ..grading.plan import course_secret, seeds_for
@@ -44,7 +45,8 @@ class NormaliseSubmission(NbGraderPreprocessor):
         meta = nb.metadata.get(METADATA_KEY, {})
         if meta.get("normalised"):
             return nb, resources
-        result = intake.normalise(json.dumps(nb).encode())
+        assignment = resources.get("nbgrader", {}).get("assignment", paths.ASSIGNMENT)
+        result = intake.normalise(json.dumps(nb).encode(), intake.release_notebook(assignment))
         result.notebook.metadata[METADATA_KEY] = {"normalised": True, "notes": result.notes}
         return result.notebook, resources
 
@@ -100,8 +102,10 @@ class SandboxedExecute(NbGraderPreprocessor):
             with tempfile.TemporaryDirectory(prefix="w3d4-autograde-") as scratch:
                 submission = Path(scratch) / "submission.ipynb"
                 nbformat.write(nb, submission)
-                seeds = seeds_for(course_secret(Path(self.secret_file)), info["student"], list(release_checks()))
-                verdict = grade_notebook(submission, info["student"], seeds, meta.get("notes", []), limits)
+                checks = list(release_checks(info["assignment"]))
+                seeds = seeds_for(course_secret(Path(self.secret_file)), info["student"], checks)
+                verdict = grade_notebook(submission, info["student"], seeds, meta.get("notes", []), limits,
+                                         assignment=info["assignment"])
             verdict.save(path)
         return apply_verdict(nb, verdict), resources
 

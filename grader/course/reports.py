@@ -56,9 +56,9 @@ class Row:
     last_name: str | None = None
 
 
-def graded_cells() -> list[tuple[str, float]]:
+def graded_cells(assignment: str = paths.ASSIGNMENT) -> list[tuple[str, float]]:
     """(grade_id, points) of every graded cell, in the release's order."""
-    release = intake.release_notebook()
+    release = intake.release_notebook(assignment)
     return [
         (c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"]["points"]))
         for c in release.cells if c.metadata["nbgrader"].get("grade")
@@ -77,14 +77,14 @@ def diagnostic(verdict: Verdict, grade_id: str) -> str:
 
 
 def read_rows(db_url: str, students: dict[str, str], verdicts: dict[str, Verdict],
-              grades: dict[str, StudentGrades] | None = None) -> list[Row]:
+              grades: dict[str, StudentGrades] | None = None, assignment: str = paths.ASSIGNMENT) -> list[Row]:
     """Every student's scores from the gradebook, with the verdict's diagnoses, notes and flags.
 
     `students`: student id -> the name the submission was handed in under. `grades`: what
     `gradebook.read_class` read for them, when the caller has it already."""
     if grades is None:
-        grades = read_class(db_url, COURSE_ID, paths.ASSIGNMENT, NOTEBOOK_ID, students)
-    cells = graded_cells()
+        grades = read_class(db_url, COURSE_ID, assignment, paths.lesson(assignment).notebook_id, students)
+    cells = graded_cells(assignment)
     rows = []
     for sid in sorted(students):
         verdict, mine = verdicts[sid], grades.get(sid)

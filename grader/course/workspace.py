@@ -1,9 +1,9 @@
 """A course workspace for one grading run: nbgrader's standard layout, outside the repository.
 
     OUT/course/nbgrader_config.py   loads course/nbgrader_config.py, then points at this folder
-    OUT/course/source/w3d4_part2/   a copy of the instructor's notebook
+    OUT/course/source/w3d4_partN/   a copy of the instructor's notebook, for each assignment graded here
     OUT/course/release/...          from the real `nbgrader generate_assignment`
-    OUT/course/submitted/STUDENT/w3d4_part2/w3d4_part2_unet.ipynb   normalised submissions
+    OUT/course/submitted/STUDENT/w3d4_partN/NOTEBOOK.ipynb   normalised submissions
     OUT/course/autograded/, feedback/, gradebook.db, verdicts/   nbgrader's and ours
     OUT/exchange/                   where the formgrader releases feedback to students
 """
@@ -36,8 +36,13 @@ c.Exchange.root = {exchange!r}
 
 
 class Workspace:
-    def __init__(self, out: Path, db_url: str | None = None, limits: Limits = Limits()):
+    """One course folder; `assignment` is the one this run grades (one course holds all three)."""
+
+    def __init__(self, out: Path, db_url: str | None = None, limits: Limits = Limits(),
+                 assignment: str = paths.ASSIGNMENT):
         self.out, self.limits = out.resolve(), limits
+        self.lesson = paths.lesson(assignment)
+        self.reports = self.out / assignment  # this assignment's reports (grades.csv, at out/, covers the course)
         self.root = self.out / "course"
         # The one URL of this run's gradebook: the config below and the reports both use it.
         self.given_db = bool(db_url)
@@ -47,7 +52,11 @@ class Workspace:
         self.exchange = self.out / "exchange"
 
     def submitted(self, student_id: str) -> Path:
-        return self.root / "submitted" / student_id / paths.ASSIGNMENT / paths.NOTEBOOK_NAME
+        return self.root / "submitted" / student_id / self.lesson.assignment / self.lesson.notebook
+
+    def verdict(self, student_id: str) -> Path:
+        """Where this assignment's verdict for one student is saved."""
+        return self.verdicts / self.lesson.assignment / student_id / f"{self.lesson.notebook_id}.json"
 
     def nbgrader(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return nbgrader(self.root, *args, check=check)
@@ -64,14 +73,15 @@ class Workspace:
             notebook_timeout=self.limits.notebook_timeout_s, exchange=str(self.exchange),
         ))
         self.exchange.mkdir(exist_ok=True)
-        source = paths.REPO / paths.SOURCE_DIR
+        assignment = self.lesson.assignment
+        source = paths.REPO / self.lesson.source_dir
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(source.iterdir()) if p.is_file())).hexdigest()
-        stamp = self.root / ".source_sha256"
-        if stamp.is_file() and stamp.read_text() == digest and (self.root / "release" / paths.ASSIGNMENT).is_dir():
+        stamp = self.root / f".source_sha256_{assignment}"
+        if stamp.is_file() and stamp.read_text() == digest and (self.root / "release" / assignment).is_dir():
             return
-        target = self.root / "source" / paths.ASSIGNMENT
+        target = self.root / "source" / assignment
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target)
-        self.nbgrader("generate_assignment", paths.ASSIGNMENT, "--force")
+        self.nbgrader("generate_assignment", assignment, "--force")
         stamp.write_text(digest)

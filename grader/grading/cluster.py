@@ -94,6 +94,7 @@ class Job:
     notebook: str  # the normalised notebook, as nbformat wrote it to submitted/
     seeds: dict[str, int]
     notes: list[str]
+    assignment: str = paths.ASSIGNMENT
 
     @cached_property
     def parsed(self) -> nbformat.NotebookNode:
@@ -126,18 +127,20 @@ def worker_identity(limits: dict) -> dict:
             "isolation": isolation_available(), "checkout": str(paths.REPO)}
 
 
-def grade_remote(notebook: str, student_id: str, seeds: dict, notes: list, limits: dict) -> dict:
+def grade_remote(notebook: str, student_id: str, seeds: dict, notes: list, limits: dict,
+                 assignment: str = paths.ASSIGNMENT) -> dict:
     """grade_notebook on this worker's machine, in a sandbox slot no other process here holds."""
+    lesson = paths.lesson(assignment)
     with tempfile.TemporaryDirectory(prefix="w3d4-remote-") as scratch, machine_slot() as slot:
-        path = Path(scratch) / paths.NOTEBOOK_NAME
+        path = Path(scratch) / lesson.notebook
         path.write_text(notebook, encoding="utf-8")
-        verdict = grade_notebook(path, student_id, seeds, notes, Limits(**limits), slot)
+        verdict = grade_notebook(path, student_id, seeds, notes, Limits(**limits), slot, assignment)
     return asdict(verdict)
 
 
 def payload(job: Job, limits: Limits) -> tuple:
     """grade_remote's arguments: everything that crosses the network for one submission."""
-    return job.notebook, job.student_id, dict(job.seeds), list(job.notes), asdict(limits)
+    return job.notebook, job.student_id, dict(job.seeds), list(job.notes), asdict(limits), job.assignment
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,9 +181,9 @@ def _flag(value, what: str) -> bool:
     return value
 
 
-def _checks(value) -> list[CheckResult]:
+def _checks(value, assignment: str) -> list[CheckResult]:
     """Exactly the release's checks, in order; ids, cells, labels and hidden-ness are the plan's."""
-    plan = release_checks()
+    plan = release_checks(assignment)
     if not isinstance(value, list) or len(value) != len(plan):
         raise Refused(f"it does not hold the release's {len(plan)} checks")
     results = []
@@ -250,7 +253,7 @@ def validated(data, job: Job, limits: Limits) -> Verdict:
     return Verdict(
         student_id=job.student_id, notebook_sha=job.notebook_sha, isolation=record["isolation"],
         seconds=_seconds(record["seconds"], "its time"), notes=_notes(record["notes"], job.notes, job.parsed),
-        checks=_checks(record["checks"]), cells=_cells(record["cells"], job.parsed, limits), grading_sha=expected,
+        checks=_checks(record["checks"], job.assignment), cells=_cells(record["cells"], job.parsed, limits), grading_sha=expected,
         flags=_texts(record["flags"], "a flag", MAX_FLAGS),
     )
 
@@ -261,7 +264,7 @@ def failed(job: Job, limits: Limits) -> Verdict:
             "and the next grading run tries it again.")
     checks = [CheckResult(c.check_id, c.grade_id, c.describe(), c.hidden, False,
                           "This check produced no result (the grading machine's run could not be used).")
-              for c in release_checks()]
+              for c in release_checks(job.assignment)]
     # No grading_sha: the verdict cache never reuses it, so the next run grades this notebook again.
     return Verdict(student_id=job.student_id, notebook_sha=job.notebook_sha, isolation="unknown", seconds=0.0,
                    notes=[*job.notes, note], checks=checks, grading_sha="")

@@ -37,8 +37,8 @@ class Intake:
     answered: list[str] = field(default_factory=list)  # grade_ids of answer cells taken from the student
 
 
-def release_notebook() -> nbformat.NotebookNode:
-    return nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)
+def release_notebook(assignment: str = paths.ASSIGNMENT) -> nbformat.NotebookNode:
+    return nbformat.read(paths.lesson(assignment).release_notebook(), as_version=4)
 
 
 def _metadata(cell) -> dict:
@@ -403,12 +403,13 @@ def notes_cell(notes: list[str], isolation: str, flags: tuple[str, ...] | list[s
     return cell
 
 
-def read_submission(path: Path) -> Intake:
+def read_submission(path: Path, assignment: str = paths.ASSIGNMENT) -> Intake:
+    release = release_notebook(assignment)
     try:
         raw = path.read_bytes()
     except OSError as error:
         raw = b""
-        intake = normalise(raw)
+        intake = normalise(raw, release)
         intake.notes[:] = [f"The submission could not be read ({error.strerror}): graded as unanswered."]
         return intake
-    return normalise(raw)
+    return normalise(raw, release)

@@ -27,7 +27,7 @@ MAX_ITEMS = 6  # paths named in one flag
 # Path components that name grading material. Support files released beside the notebook are no
 # secret even where their name says "solution" (part 1's module): those are left out.
 GRADING_WORDS = re.compile(r"(?<![a-z])solutions?(?![a-z])|gradebook|autograded|^\.?grader($|[._-])", re.IGNORECASE)
-RELEASED_NAMES = {paths.PART1_MODULE.name.lower()}
+RELEASED_NAMES = {module.name.lower() for lesson in paths.LESSONS.values() for module in lesson.modules}
 LISTING_EVENTS = {"os.listdir", "os.scandir", "glob.glob/2", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn"}
 VERBS = {
     "open": "open", "os.listdir": "list", "os.scandir": "list", "glob.glob/2": "glob",

@@ -211,19 +211,19 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if wanted(p))
 
 
-def _is_wrapper(folder: Path) -> bool:
+def _is_wrapper(folder: Path, notebook: str) -> bool:
     """Is this lone top-level folder a wrapper around the class (as LMS downloads are), rather than
     one student's folder? A student's folder holds the assignment's notebook, or a single notebook
     and nothing else; a wrapper holds several students' notebooks or folders."""
     inside = _visible(folder)
     notebooks = [p for p in inside if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in inside if p.is_dir()]
-    if any(p.name == paths.NOTEBOOK_NAME for p in notebooks) or (len(notebooks) == 1 and not folders):
+    if any(p.name == notebook for p in notebooks) or (len(notebooks) == 1 and not folders):
         return False
     return bool(notebooks or folders)
 
 
-def _pick_notebook(folder: Path) -> tuple[Path | None, list[str]]:
+def _pick_notebook(folder: Path, notebook: str) -> tuple[Path | None, list[str]]:
     """The notebook to grade in a student's folder. Links are not followed, to files or to folders:
     a link can point at any file the grader may read (the solutions, another student's work), and
     what it points at is not what the student handed in."""
@@ -245,7 +245,7 @@ def _pick_notebook(folder: Path) -> tuple[Path | None, list[str]]:
              for p in sorted(links)]
     if not notebooks:
         return None, notes + ["No notebook was found in the submitted folder: graded as unanswered."]
-    preferred = [p for p in notebooks if p.name == paths.NOTEBOOK_NAME]
+    preferred = [p for p in notebooks if p.name == notebook]
     chosen = (preferred or notebooks)[0]
     if len(notebooks) > 1:
         notes.append(f"The folder held {len(notebooks)} notebooks; {chosen.relative_to(folder).as_posix()} was graded.")
@@ -260,22 +260,23 @@ def _unique(student_id: str, taken: set[str]) -> str:
     return student_id
 
 
-def _class_root(folder: Path) -> Path:
+def _class_root(folder: Path, notebook: str) -> Path:
     """The folder that holds the students' files and folders. An LMS zip often wraps everything in
     one folder: look inside it. (This used to stop at any folder holding a notebook, so a wrapper of
     student files was graded as one student.)"""
     entries = _visible(folder)
-    while len(entries) == 1 and entries[0].is_dir() and _is_wrapper(entries[0]):
+    while len(entries) == 1 and entries[0].is_dir() and _is_wrapper(entries[0], notebook):
         folder = entries[0]
         entries = _visible(folder)
     return folder
 
 
-def find_submissions(folder: Path) -> list[Submission]:
-    """One Submission per student in `folder` (already extracted)."""
+def find_submissions(folder: Path, notebook: str = paths.NOTEBOOK_NAME) -> list[Submission]:
+    """One Submission per student in `folder` (already extracted); `notebook`: the assignment's
+    notebook name, which a student's folder may hold beside others."""
     found: list[Submission] = []
     taken: set[str] = set()
-    for entry in _visible(_class_root(folder)):
+    for entry in _visible(_class_root(folder, notebook)):
         if entry.is_file() and entry.suffix != ".ipynb":
             continue
         original = entry.stem if entry.is_file() else entry.name
@@ -284,8 +285,8 @@ def find_submissions(folder: Path) -> list[Submission]:
         if entry.is_file():
             found.append(Submission(student_id, original, entry, notes))
         else:
-            notebook, more = _pick_notebook(entry)
-            found.append(Submission(student_id, original, notebook, notes + more, folder=entry))
+            picked, more = _pick_notebook(entry, notebook)
+            found.append(Submission(student_id, original, picked, notes + more, folder=entry))
     return found
 
 
@@ -341,26 +342,26 @@ def _skipped_rows(skipped: dict[str, str], found: list[Submission], top: tuple[s
     return extra
 
 
-def collect(source: Path, scratch: Path) -> list[Submission]:
+def collect(source: Path, scratch: Path, notebook: str = paths.NOTEBOOK_NAME) -> list[Submission]:
     """Submissions from a folder or a zip (extracted into `scratch`). A class that cannot be read at
     all (a folder the grader may not list, say) stops with a SubmissionError saying so."""
     try:
-        return _collect(source, scratch)
+        return _collect(source, scratch, notebook)
     except OSError as error:
         raise SubmissionError(f"{source} could not be read ({error})") from None
 
 
-def _collect(source: Path, scratch: Path) -> list[Submission]:
+def _collect(source: Path, scratch: Path, notebook: str) -> list[Submission]:
     if not source.exists():
         raise SubmissionError(f"{source} does not exist")
     if source.is_dir():
-        return find_submissions(source)
+        return find_submissions(source, notebook)
     if zipfile.is_zipfile(source):
         target = scratch / "unzipped"
         target.mkdir(parents=True, exist_ok=True)
         skipped = extract(source, target)
-        found = find_submissions(target)
-        return found + _skipped_rows(skipped, found, _class_root(target).relative_to(target).parts)
+        found = find_submissions(target, notebook)
+        return found + _skipped_rows(skipped, found, _class_root(target, notebook).relative_to(target).parts)
     if source.suffix == ".ipynb":
         return [Submission(safe_id(source.stem), source.stem, source)]
     raise SubmissionError(f"{source} is neither a folder, a zip file nor a notebook")

@@ -26,7 +26,8 @@ from .trusted import load_package
 
 MAX_MESSAGE = 600
 TRUSTED_NAME = "_w3d4_trusted_checks"
-GRADING_CODE = (Path(__file__).parent, paths.CHECKS, paths.REPO / paths.RELEASE_DIR)  # what decides a verdict
+# What decides a verdict: this package, the checks library and the releases.
+GRADING_CODE = (Path(__file__).parent, paths.CHECKS, *(paths.REPO / l.release_dir for l in paths.LESSONS.values()))
 
 
 @dataclass
@@ -177,20 +178,21 @@ def _judge_all(checks: list[Check], seeds: dict[str, int], probes: dict) -> list
 
 
 @cache
-def release_checks() -> tuple[Check, ...]:
-    """The checks of the release notebook, in notebook order."""
-    return tuple(checks_for(nbformat.read(paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME, as_version=4)))
+def release_checks(assignment: str = paths.ASSIGNMENT) -> tuple[Check, ...]:
+    """The checks of an assignment's release notebook, in notebook order."""
+    return tuple(checks_for(nbformat.read(paths.lesson(assignment).release_notebook(), as_version=4)))
 
 
 def grade_notebook(
-    path: Path, student_id: str, seeds: dict[str, int], notes: list[str], limits: Limits = Limits(), slot: int = 0
+    path: Path, student_id: str, seeds: dict[str, int], notes: list[str], limits: Limits = Limits(), slot: int = 0,
+    assignment: str = paths.ASSIGNMENT,
 ) -> Verdict:
     """Execute the normalised notebook at `path` in the sandbox and judge every check.
 
     seeds: check_id -> seed for every check of the release (`plan.seeds_for`); the course secret
     itself never reaches this function, so it can run on a machine that must not hold it."""
     nb = nbformat.read(path, as_version=4)
-    checks = list(release_checks())
+    checks = list(release_checks(assignment))
     if set(seeds) != {c.check_id for c in checks}:
         raise ValueError("the seeds given do not match the release's checks")
     skipped = tuple(i for i, c in enumerate(nb.cells) if not_run_when_grading(c))
@@ -198,7 +200,7 @@ def grade_notebook(
     notes = list(notes)
     for attempt in range(2):  # a kernel that would not start on a busy machine gets a second chance
         try:
-            run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=skipped)
+            run: SandboxResult = run_notebook(path, probes, limits, slot, skip_cells=skipped, lesson=paths.lesson(assignment))
             break
         except Exception as error:  # the kernel would not start, the sandbox broke: no data, no points
             failure = f"{type(error).__name__}: {clean_message(str(error))}"

@@ -1,8 +1,8 @@
-"""Build the lesson: one jupytext source in, the nbgrader source notebook and the student release out.
+"""Build the lessons: one jupytext source in, the nbgrader source notebook and the student release out.
 
-    solutions/w3d4_part2_unet_solution.py          (edit this)
-        -> course/source/w3d4_part2/               nbgrader source notebook + the files it needs
-        -> notebooks/w3d4_part2/                   `nbgrader generate_assignment`'s release
+    solutions/w3d4_partN_*_solution.py             (edit this, one per lesson: paths.LESSONS)
+        -> course/source/w3d4_partN/               nbgrader source notebook + the files it needs
+        -> notebooks/w3d4_partN/                   `nbgrader generate_assignment`'s release
 
 Cell roles are written in the lesson source as nbgrader metadata in the jupytext cell header, kept
 to the parts a person decides; the build fills in the rest of nbgrader's schema:
@@ -11,7 +11,7 @@ to the parts a person decides; the build fills in the rest of nbgrader's schema:
     # %% nbgrader={"grade_id": "test_groupnorm", "points": 2}   a graded, read-only test cell
 
 Every other cell (prose, given code, ungraded checks) becomes a locked, read-only cell. Cell tags
-are kept: `# %% tags=["skip-when-grading"]` marks code the grader does not run (the closing demo).
+are kept: `# %% tags=["skip-when-grading"]` marks code the grader does not run (training, demos).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -85,7 +86,7 @@ def nbgrader_metadata(index: int, cell) -> dict:
     return meta
 
 
-def source_notebook(source: Path = paths.LESSON_SOURCE) -> nbformat.NotebookNode:
+def source_notebook(source: Path) -> nbformat.NotebookNode:
     """The instructor's notebook: the lesson with full nbgrader metadata and stable cell ids."""
     try:
         nb = jupytext.read(source, fmt="py:percent")
@@ -155,7 +156,8 @@ def check_exercises(nb: nbformat.NotebookNode, exercises: dict[str, float]) -> N
             raise BuildError(f"cell 'test_{name}' gives {test.get('points', 0)} points, the checks' registry {points}")
     unknown = [gid for gid, meta in ids.items() if meta["grade"] and gid.removeprefix("test_") not in exercises]
     if unknown:
-        raise BuildError(f"graded cells {unknown} have no exercise in the checks' registry (checks/w3d4_checks/exercises.py)")
+        raise BuildError(f"graded cells {unknown} have no exercise of this lesson in the checks' registry "
+                         "(checks/w3d4_checks/exercises.py)")
 
 
 def referenced_images(nb: nbformat.NotebookNode) -> list[str]:
@@ -167,16 +169,18 @@ def referenced_images(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def _copy_with_header(src: Path, dst: Path) -> None:
-    note = GENERATED_NOTE.format(source=_rel(src))
-    dst.write_text(f"# {note}\n{src.read_text(encoding='utf-8')}", encoding="utf-8")
+def _copy_with_header(src: Path, dst: Path, named: Path | None = None) -> None:
+    """Copy a module, first saying which file to edit (`named`, if src is a copy of it)."""
+    text = src.read_text(encoding="utf-8")
+    note = f"# {GENERATED_NOTE.format(source=_rel(named or src))}\n"
+    dst.write_text(text if text.startswith(note) else note + text, encoding="utf-8")
 
 
-def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path:
-    """Write course/source/w3d4_part2/ under out_root: the notebook and every file it needs."""
-    nb = source_notebook(source)
-    check_exercises(nb, _exercises())
-    target = out_root / paths.SOURCE_DIR
+def write_source_dir(out_root: Path, lesson: paths.Lesson) -> Path:
+    """Write course/source/<assignment>/ under out_root: the notebook and every file it needs."""
+    nb = source_notebook(lesson.source)
+    check_exercises(nb, _exercises(lesson.assignment))
+    target = out_root / lesson.source_dir
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -189,29 +193,38 @@ def write_source_dir(out_root: Path, source: Path = paths.LESSON_SOURCE) -> Path
     for module in sorted(paths.CHECKS_PACKAGE.glob("*.py")):
         (target / paths.CHECKS_PACKAGE.name).mkdir(exist_ok=True)
         _copy_with_header(module, target / paths.CHECKS_PACKAGE.name / module.name)
-    _copy_with_header(paths.PART1_MODULE, target / paths.PART1_MODULE.name)
-    _copy_with_header(paths.DIGITS_MODULE, target / paths.DIGITS_MODULE.name)
-    _copy_with_header(paths.PAIRING_MODULE, target / paths.PAIRING_MODULE.name)
-    # The checkpoint and its digest are data: copied byte for byte (w3d4_digits checks the digest).
-    for data in (paths.DIGITS_CHECKPOINT, paths.DIGITS_CHECKPOINT.with_name(paths.DIGITS_CHECKPOINT.name + ".sha256")):
+    for module in lesson.modules:
+        # Part 1's module may be generated in this same build: read it from there when it is.
+        built = out_root / _rel(module)
+        _copy_with_header(built if built.is_file() else module, target / module.name, named=module)
+    # Checkpoints and their digests are data: copied byte for byte (the lesson checks the digest).
+    for data in lesson.data:
         if not data.is_file():
             raise BuildError(f"the lesson loads {data.name}, but {_rel(data)} does not exist (run `python -m training`)")
         shutil.copyfile(data, target / data.name)
-    with open(target / paths.NOTEBOOK_NAME, "w", encoding="utf-8", newline="\n") as f:
+    with open(target / lesson.notebook, "w", encoding="utf-8", newline="\n") as f:
         nbformat.write(nb, f)
     return target
 
 
-def generate_release(source_dir: Path, release_dir: Path) -> None:
-    """Run the real `nbgrader generate_assignment` in a scratch course and copy out the release."""
+def generate_release(source_dirs: dict[paths.Lesson, Path], out_root: Path) -> None:
+    """Run the real `nbgrader generate_assignment` for every lesson and copy out the releases. Each
+    runs in a scratch course of its own, all at once: the command spends most of its time starting."""
+    with ThreadPoolExecutor(max_workers=len(source_dirs) or 1) as pool:
+        for done in [pool.submit(_release_one, lesson, source_dir, out_root / lesson.release_dir)
+                     for lesson, source_dir in source_dirs.items()]:
+            done.result()
+
+
+def _release_one(lesson: paths.Lesson, source_dir: Path, release_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="w3d4-course-") as scratch:
         course = Path(scratch)
         shutil.copyfile(paths.NBGRADER_CONFIG, course / "nbgrader_config.py")
-        shutil.copytree(source_dir, course / "source" / paths.ASSIGNMENT)
-        result = nbgrader(course, "generate_assignment", paths.ASSIGNMENT, "--force", "--log-level=WARN", check=False)
-        produced = course / "release" / paths.ASSIGNMENT
-        if result.returncode != 0 or not (produced / paths.NOTEBOOK_NAME).is_file():
-            raise BuildError(f"nbgrader generate_assignment failed:\n{result.stdout}\n{result.stderr}")
+        shutil.copytree(source_dir, course / "source" / lesson.assignment)
+        result = nbgrader(course, "generate_assignment", lesson.assignment, "--force", "--log-level=WARN", check=False)
+        produced = course / "release" / lesson.assignment
+        if result.returncode != 0 or not (produced / lesson.notebook).is_file():
+            raise BuildError(f"nbgrader generate_assignment failed for {lesson.assignment}:\n{result.stdout}\n{result.stderr}")
         if release_dir.exists():
             shutil.rmtree(release_dir)
         shutil.copytree(produced, release_dir)

@@ -1,6 +1,6 @@
 """Everything the build generates, as one unit: built in a scratch folder, then put in place.
 
-    python -m grader build            course/source/, notebooks/w3d4_part2/, course/sample_class/
+    python -m grader build            course/source/, notebooks/, course/sample_class/, and part 1's module
     python -m grader build --check    which generated files differ from a fresh build
 
 Hand edits to generated files are backed up to out/build-backups/ before they are overwritten, and
@@ -18,26 +18,31 @@ from pathlib import Path
 
 from .. import paths
 from .build import generate_release, write_source_dir
+from .module import module_text
 from .samples import write_samples
 
-GENERATED_DIRS = (paths.SOURCE_DIR, paths.RELEASE_DIR, paths.SAMPLE_DIR)
+GENERATED_DIRS = tuple(folder for lesson in paths.LESSONS.values()
+                       for folder in (lesson.source_dir, lesson.release_dir, lesson.sample_dir))
+GENERATED_MODULES = {lesson.exports.relative_to(paths.REPO): lesson for lesson in paths.LESSONS.values() if lesson.exports}
 
 
 def generated_files(out_root: Path) -> dict[str, str]:
     """sha256 of every generated file under out_root, keyed by its path relative to out_root."""
-    digests = {}
-    for folder in GENERATED_DIRS:
-        for path in sorted((out_root / folder).rglob("*")):
-            if path.is_file():
-                digests[path.relative_to(out_root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
+    found = [path for folder in GENERATED_DIRS for path in sorted((out_root / folder).rglob("*"))]
+    found += [out_root / module for module in GENERATED_MODULES]
+    return {path.relative_to(out_root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in found if path.is_file()}
 
 
 def build_into(out_root: Path) -> dict[str, str]:
     """Build everything under out_root and return the digests of what was written."""
-    source_dir = write_source_dir(out_root)
-    generate_release(source_dir, out_root / paths.RELEASE_DIR)
-    write_samples(out_root)
+    for module, lesson in GENERATED_MODULES.items():  # first: the later lessons ship it
+        (out_root / module).parent.mkdir(parents=True, exist_ok=True)
+        (out_root / module).write_text(module_text(lesson.source, lesson.assignment), encoding="utf-8")
+    source_dirs = {lesson: write_source_dir(out_root, lesson) for lesson in paths.LESSONS.values()}
+    generate_release(source_dirs, out_root)
+    for lesson in paths.LESSONS.values():
+        write_samples(out_root, lesson)
     return generated_files(out_root)
 
 
@@ -73,6 +78,8 @@ def build(root: Path = paths.REPO) -> list[str]:
             if (root / folder).exists():
                 shutil.rmtree(root / folder)
             shutil.copytree(Path(scratch) / folder, root / folder)
+        for module in GENERATED_MODULES:
+            shutil.copyfile(Path(scratch) / module, root / module)
     (root / paths.BUILD_MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (root / paths.BUILD_MANIFEST).write_text(json.dumps(fresh, indent=1, sort_keys=True) + "\n")
     return backups

@@ -371,7 +371,7 @@ class Session:
             self.nb.cells[index].outputs = saved
 
 
-def prepare_job(root: Path) -> tuple[Path, Path]:
+def prepare_job(root: Path, lesson: paths.Lesson = paths.LESSONS[paths.ASSIGNMENT]) -> tuple[Path, Path]:
     """Lay out the grader folder (read-only: probe runner, limits wrapper, weights run and a
     pristine checks library) and the job folder (the files a student keeps beside the notebook)
     under `root`."""
@@ -382,9 +382,9 @@ def prepare_job(root: Path) -> tuple[Path, Path]:
                    GRADING / "weights_run.py"):
         shutil.copyfile(source, grader_dir / source.name)
     _copy_package(paths.CHECKS_PACKAGE, grader_dir / paths.CHECKS_PACKAGE.name)
-    release = paths.REPO / paths.RELEASE_DIR
-    for support in (paths.TESTS_MODULE.name, paths.PART1_MODULE.name):
-        shutil.copyfile(release / support, job_dir / support)
+    release = paths.REPO / lesson.release_dir
+    for support in (paths.TESTS_MODULE, *(m for m in lesson.modules if m.suffix == ".py")):
+        shutil.copyfile(release / support.name, job_dir / support.name)
     _copy_package(release / paths.CHECKS_PACKAGE.name, job_dir / paths.CHECKS_PACKAGE.name)
     for path in grader_dir.rglob("*"):
         path.chmod(0o555 if path.is_dir() else 0o444)
@@ -469,7 +469,8 @@ def _run_probes(session: Session, probes: list[dict], probe_dir: Path, runner: P
 
 
 def run_notebook(
-    notebook: Path, probes: list[dict], limits: Limits = Limits(), slot: int = 0, skip_cells: tuple[int, ...] = ()
+    notebook: Path, probes: list[dict], limits: Limits = Limits(), slot: int = 0, skip_cells: tuple[int, ...] = (),
+    lesson: paths.Lesson = paths.LESSONS[paths.ASSIGNMENT],
 ) -> SandboxResult:
     """Execute `notebook` (except the cells in `skip_cells`) and then `probes` in a sandboxed kernel."""
     isolated = isolation_available()
@@ -477,7 +478,7 @@ def run_notebook(
         reap_orphans()  # they would hold a slot user's processes, which the next kernel waits for
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory(prefix="w3d4-sb-") as scratch:
-        grader_dir, job_dir = prepare_job(Path(scratch))
+        grader_dir, job_dir = prepare_job(Path(scratch), lesson)
         uid = SANDBOX_UID + slot if isolated and os.geteuid() == 0 else None
         if uid is not None:
             for path in [job_dir, *job_dir.rglob("*")]:
