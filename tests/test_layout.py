@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from grader import paths
+from grader.lesson.generated import GENERATED_DIRS, GENERATED_MODULES
 
 GRADER_ONLY = paths.GRADER / "grading"
 # Notebook sources and corpora of code written as data, not modules anyone reads top to bottom.
@@ -28,7 +29,7 @@ def tracked_python() -> list[Path]:
 
 def generated(path: Path) -> bool:
     relative = path.relative_to(paths.REPO)
-    return any(relative.is_relative_to(folder) for folder in (paths.SOURCE_DIR, paths.RELEASE_DIR, paths.SAMPLE_DIR))
+    return any(relative.is_relative_to(folder) for folder in GENERATED_DIRS) or relative in GENERATED_MODULES
 
 
 def test_the_tests_module_students_open_is_short():
