@@ -135,3 +135,38 @@ def test_the_checks_catch_a_broken_image_and_a_mermaid_block_that_is_not_drawn(b
         page.context.close()
     assert any("no_such_figure.svg did not load" in problem for problem in found), found
     assert any("0 of 1 mermaid blocks drawn" in problem for problem in found), found
+
+
+# The other lessons of the day: each release folder, side by side as a student keeps them.
+OTHER_LESSONS = [name for name in paths.LESSONS if name != paths.ASSIGNMENT]
+
+
+@pytest.fixture(scope="module")
+def day_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("day")
+    for name in OTHER_LESSONS:
+        shutil.copytree(paths.REPO / paths.lesson(name).release_dir, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def day_server(day_folder, tmp_path_factory):
+    with jupyter_lab(day_folder, tmp_path_factory.mktemp("jupyter-home-day")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("assignment", OTHER_LESSONS)
+@pytest.mark.parametrize("viewer", ["jupyterlab", "notebook7", "html"])
+def test_the_other_lessons_show_every_figure_and_formula(day_server, browser, day_folder, tmp_path, assignment, viewer):
+    notebook = day_folder / assignment / paths.lesson(assignment).notebook
+    page = offline_page(browser)
+    try:
+        if viewer == "html":
+            page.goto(html_export(notebook, tmp_path, "--embed-images").as_uri(), wait_until="domcontentloaded")
+            check_page(page, notebook, f"html-{assignment}")
+        else:
+            route = "lab/tree" if viewer == "jupyterlab" else "notebooks"
+            page.goto(day_server.page(f"{route}/{assignment}/{notebook.name}"))
+            check_page(page, notebook, f"{viewer}-{assignment}", ".jp-WindowedPanel-outer", day_server)
+    finally:
+        page.context.close()
