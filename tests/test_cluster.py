@@ -466,7 +466,8 @@ def test_an_unreachable_scheduler_stops_the_cli_and_a_rerun_resumes(dask, sample
         saved_verdicts(sample)[sid].unlink()
     kept = {sid: path.stat().st_mtime_ns for sid, path in saved_verdicts(sample).items()}
     grades = (sample / "grades.csv").read_bytes()
-    result = run_cli("grade", "--out", str(sample), "--scheduler", f"tcp://127.0.0.1:{unused_port()}")
+    result = run_cli("grade", "--assignment", paths.ASSIGNMENT, "--out", str(sample), "--scheduler",
+                     f"tcp://127.0.0.1:{unused_port()}")
     assert result.returncode == 2, result.stdout + result.stderr
     stopped = [line for line in result.stderr.splitlines() if "grading stopped" in line]
     assert len(stopped) == 1 and "cannot reach the Dask scheduler" in stopped[0], result.stderr

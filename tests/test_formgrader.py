@@ -32,7 +32,8 @@ HAND = ("cleo_first_half", "test_groupnorm", 1.5)  # student, test, the score se
 
 
 def grade_cli(out: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "grader", "grade", "--out", str(out), "--export", "canvas"],
+    result = subprocess.run([sys.executable, "-m", "grader", "grade", "--assignment", paths.ASSIGNMENT, "--out", str(out),
+                             "--export", "canvas"],
                             cwd=paths.REPO, env=tool_env(), capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

@@ -71,9 +71,10 @@ def by_test(out: Path) -> dict[str, dict[str, tuple[float, str]]]:
     return rows
 
 
-def nbgrader_totals(csv_path: Path) -> dict[str, float]:
+def nbgrader_totals(csv_path: Path, assignment: str = paths.ASSIGNMENT) -> dict[str, float]:
+    """One assignment's totals from a grades.csv in nbgrader's export layout (a row per student and assignment)."""
     with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
     students = [r["student_id"] for r in rows]
     assert len(students) == len(set(students)), f"duplicate gradebook rows: {students}"
     return {r["student_id"]: float(r["raw_score"]) for r in rows}
@@ -259,7 +260,7 @@ def test_same_points_with_fresh_secrets_other_jobs_and_a_busy_core(tmp_path: Pat
         points = []
         for run, jobs in enumerate(("2", "1", "2")):
             out = tmp_path / f"run{run}"
-            result = run_cli("grade", "--out", str(out), "--jobs", jobs)
+            result = run_cli("grade", "--assignment", paths.ASSIGNMENT, "--out", str(out), "--jobs", jobs)
             assert result.returncode == 0, result.stdout + result.stderr
             points.append({s: {t: score for t, (score, _) in tests.items()} for s, tests in by_test(out).items()})
     finally:

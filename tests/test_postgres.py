@@ -43,7 +43,7 @@ def graded(server, tmp_path_factory) -> tuple[Path, str]:
     """The sample class graded into a new database, with the URL written the plain way."""
     url = server.create_database("gradebook")
     out = tmp_path_factory.mktemp("postgres")
-    result = run_cli("grade", "--out", str(out), "--db", url)
+    result = run_cli("grade", "--assignment", paths.ASSIGNMENT, "--out", str(out), "--db", url)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, url
 
@@ -87,7 +87,7 @@ def test_the_sample_class_is_graded_into_postgres(graded, tmp_path: Path):
 @pytest.mark.slow
 def test_a_second_run_into_the_same_database_keeps_one_row_per_student(server, graded, tmp_path: Path):
     out, url = graded
-    again = run_cli("grade", "--out", str(out), "--db", url)
+    again = run_cli("grade", "--assignment", paths.ASSIGNMENT, "--out", str(out), "--db", url)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{len(EXPECTED)} submissions already judged" in again.stdout
     assert rows_per_student(server, "gradebook") == dict.fromkeys(EXPECTED, 1)
@@ -142,7 +142,7 @@ def test_two_runs_at_once_take_turns(server, tmp_path: Path):
 def test_a_missing_database_or_wrong_password_stops_with_one_line(server, tmp_path: Path):
     for url, reason in [(server.url("no_such_db"), 'database "no_such_db" does not exist'),
                         (server.url("postgres").replace(server.password, "wrong"), "password authentication failed")]:
-        result = run_cli("grade", "--out", str(tmp_path / "out"), "--db", url)
+        result = run_cli("grade", "--assignment", paths.ASSIGNMENT, "--out", str(tmp_path / "out"), "--db", url)
         lines = [line for line in result.stderr.splitlines() if not line.startswith("WARNING")]
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert lines[0].startswith("grading stopped: cannot open the gradebook database") and reason in lines[0]
