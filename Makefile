@@ -28,7 +28,7 @@ $(VENV_READY): requirements.txt
 STUDENT_READY := .venv-student/.installed
 
 student: $(STUDENT_READY)
-	@echo "Open the lesson with: .venv-student/bin/jupyter lab notebooks/w3d4_part2/"
+	@echo "Open the lessons with: .venv-student/bin/jupyter lab notebooks/"
 
 $(STUDENT_READY): requirements-student.txt
 	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version'

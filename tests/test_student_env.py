@@ -24,7 +24,6 @@ from grader import paths
 
 STUDENT_REQUIREMENTS = paths.REPO / "requirements-student.txt"
 REQUIREMENTS = paths.REPO / "requirements.txt"
-RELEASE = paths.REPO / paths.RELEASE_DIR
 INSTRUCTOR_ONLY = ["nbgrader", "pytest", "playwright", "jupytext"]
 
 
@@ -72,16 +71,19 @@ def notebook_code(path: Path) -> str:
 
 
 def release_imports() -> dict[str, list[str]]:
-    """Third-party module -> the released files that import it."""
-    # the modules beside the notebook, and the packages (the checks library)
-    local = {p.stem for p in RELEASE.glob("*.py")} | {p.parent.name for p in RELEASE.glob("*/__init__.py")}
-    sources = {paths.NOTEBOOK_NAME: notebook_code(RELEASE / paths.NOTEBOOK_NAME)}
-    sources |= {p.relative_to(RELEASE).as_posix(): p.read_text(encoding="utf-8") for p in sorted(RELEASE.rglob("*.py"))}
+    """Third-party module -> the released files that import them, over every lesson's release."""
     found: dict[str, list[str]] = {}
-    for name, source in sources.items():
-        for module in imported_modules(source):
-            if module not in sys.stdlib_module_names and module not in local:
-                found.setdefault(module, []).append(name)
+    for lesson in paths.LESSONS.values():
+        release = paths.REPO / lesson.release_dir
+        # the modules beside the notebook, and the packages (the checks library)
+        local = {p.stem for p in release.glob("*.py")} | {p.parent.name for p in release.glob("*/__init__.py")}
+        sources = {lesson.notebook: notebook_code(release / lesson.notebook)}
+        sources |= {f"{lesson.assignment}/{p.relative_to(release).as_posix()}": p.read_text(encoding="utf-8")
+                    for p in sorted(release.rglob("*.py"))}
+        for name, source in sources.items():
+            for module in imported_modules(source):
+                if module not in sys.stdlib_module_names and module not in local:
+                    found.setdefault(module, []).append(name)
     return found
 
 
