@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from grader import paths
-from grader.lesson import build, generated, links
+from grader.lesson import build, generated, links, module
 
 RELEASE_NOTEBOOK = paths.REPO / paths.RELEASE_DIR / paths.NOTEBOOK_NAME
 SOURCE_NOTEBOOK = paths.REPO / paths.SOURCE_DIR / paths.NOTEBOOK_NAME
@@ -223,3 +223,63 @@ def test_generated_notebooks_are_valid_nbformat():
     for path in (SOURCE_NOTEBOOK, RELEASE_NOTEBOOK):
         nbformat.validate(nbformat.read(path, as_version=4))
         assert re.fullmatch(r"[\w-]+", nbformat.read(path, as_version=4).cells[1].id)
+
+
+SMALL_LESSON = '''# %% [markdown]
+# # A lesson
+
+# %%
+import math
+
+MAIN = __name__ == "__main__"
+
+# %% nbgrader={"grade_id": "double"}
+def double(x):
+    ### BEGIN SOLUTION
+    return 2 * x
+    ### END SOLUTION
+
+# %% nbgrader={"grade_id": "test_double", "points": 1}
+if MAIN:
+    w3d4_test.test_double(double)
+
+# %%
+if MAIN:
+    print("a demo", double(math.pi))
+
+# %% tags=["skip-when-grading"]
+trained = double(1)
+'''
+
+
+def test_the_generated_module_keeps_definitions_and_drops_tests_demos_and_markers(tmp_path: Path):
+    source = tmp_path / "lesson.py"
+    source.write_text(SMALL_LESSON, encoding="utf-8")
+    text = module.module_text(source, "w3d4_partX")
+    assert text.startswith("# Generated from ")
+    assert "### BEGIN SOLUTION" not in text and "return 2 * x" in text
+    assert "w3d4_test" not in text and "a demo" not in text and "trained" not in text
+    namespace: dict = {}
+    exec(compile(text, "generated", "exec"), namespace)
+    assert namespace["double"](3) == 6 and "MAIN" in namespace
+
+
+def test_a_generated_module_that_does_not_compile_fails_the_build(tmp_path: Path):
+    source = tmp_path / "lesson.py"
+    source.write_text(SMALL_LESSON.replace("import math", "import math\nif True:\n    pass\nelse"), encoding="utf-8")
+    with pytest.raises(build.BuildError, match="does not"):
+        module.module_text(source, "w3d4_partX")
+
+
+def test_part1_module_is_generated_from_the_part1_lesson():
+    """Parts 2 and 3 import part 1's definitions from a module the build writes from part 1's source."""
+    exporters = [lesson for lesson in paths.LESSONS.values() if lesson.exports]
+    assert [lesson.exports for lesson in exporters] in ([], [paths.PART1_MODULE])
+    for lesson in exporters:
+        text = lesson.exports.read_text(encoding="utf-8")
+        assert text == module.module_text(lesson.source, lesson.assignment), "stale: run `python -m grader build`"
+        namespace: dict = {"__name__": "w3d4_part1_module"}
+        exec(compile(text, str(lesson.exports), "exec"), namespace)
+        for name in ("DiffusionModel", "NoiseSchedule", "TrainConfig", "TrainLog", "noise_img", "reconstruct",
+                     "train", "sample", "show_images"):
+            assert name in namespace, f"part 1's module lacks {name}"
