@@ -153,11 +153,10 @@ def _schedule_mistakes(out: torch.Tensor, steps: int, low: float, high: float) -
             (lambda: torch.linspace(low, high, steps + 1, dtype=torch.float64)[1:],
              f"Your first beta is not min_noise ({low}): linspace(min_noise, max_noise, max_steps) starts at it."),
             (lambda: torch.linspace(low, high, steps + 1, dtype=torch.float64)[:-1],
-             f"Your last beta is not max_noise ({high}): linspace includes both ends."),
+             f"Your last beta is not max_noise ({high}): t.linspace includes both ends (with an arange, divide by "
+             "max_steps - 1, not max_steps)."),
             (lambda: torch.linspace(high, low, steps, dtype=torch.float64),
              "Your betas fall: they must rise from min_noise to max_noise."),
-            (lambda: low + (high - low) * torch.arange(steps, dtype=torch.float64) / steps,
-             f"Your last beta is not max_noise ({high}): divide by max_steps - 1, or use t.linspace."),
             (lambda: 1 - torch.linspace(low, high, steps, dtype=torch.float64),
              "You return 1 - beta (the alphas): return the betas themselves."),
         ],
@@ -167,7 +166,8 @@ def _schedule_mistakes(out: torch.Tensor, steps: int, low: float, high: float) -
 @judge_safely
 def judge_linear_schedule(data: dict, seed: int = SEED) -> str:
     raise_probe_error(data, "linear_schedule")
-    cases = [("default", 1000, BETA_START, BETA_END)] + [(f"betas_{s}", s, lo, hi) for s, lo, hi in SCHEDULE_LENGTHS]
+    # the explicit noise levels first: a wrong formula is easier to name there than a wrong default
+    cases = [(f"betas_{s}", s, lo, hi) for s, lo, hi in SCHEDULE_LENGTHS] + [("default", 1000, BETA_START, BETA_END)]
     for key, steps, low, high in cases:
         call = "linear_schedule(1000)" if key == "default" else f"linear_schedule({steps}, {low}, {high})"
         out = tensor_at(data, key, call)
@@ -175,10 +175,9 @@ def judge_linear_schedule(data: dict, seed: int = SEED) -> str:
         if tuple(out.shape) != (steps,):
             raise AssertionError(f"{call} has shape {fmt(out.shape)}, expected ({steps},): one beta per step.")
         if not is_close(out, expected, 1e-6):
-            if key == "default":
-                cause = "The defaults must be min_noise=1e-4 (0.0001) and max_noise=0.02."
-            else:
-                cause = _schedule_mistakes(out, steps, low, high) or "Use t.linspace(min_noise, max_noise, max_steps)."
+            cause = _schedule_mistakes(out, steps, low, high) or (
+                "The defaults must be min_noise=1e-4 (0.0001) and max_noise=0.02." if key == "default"
+                else "Use t.linspace(min_noise, max_noise, max_steps).")
             raise AssertionError(f"{call} differs from evenly spaced betas from {low} to {high} by up to "
                                  f"{max_error(out, expected):.3g}. {cause}")
     return "max_steps betas, evenly spaced from min_noise to max_noise (defaults 1e-4 and 0.02)"
@@ -188,9 +187,10 @@ def judge_linear_schedule(data: dict, seed: int = SEED) -> str:
 
 
 def q_inputs(seed: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels x (Q_SHAPE) in [-1, 1] and Q_BETAS large, distinct, rising betas (float32)."""
-    x = uniform(seed, f"{name}/x", Q_SHAPE, -1.0, 1.0)
-    betas = torch.linspace(0.05, 0.4, Q_BETAS) + uniform(seed, f"{name}/betas", (Q_BETAS,), -0.01, 0.01)
+    """Values x (Q_SHAPE) in [-3, 3], wide so that the slope on x is measured precisely, and
+    Q_BETAS large, distinct, rising betas (float32), so that an off-by-one changes alpha_bar a lot."""
+    x = uniform(seed, f"{name}/x", Q_SHAPE, -3.0, 3.0)
+    betas = torch.linspace(0.1, 0.4, Q_BETAS) + uniform(seed, f"{name}/betas", (Q_BETAS,), -0.01, 0.01)
     return x, betas
 
 

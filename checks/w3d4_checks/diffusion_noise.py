@@ -54,7 +54,7 @@ def probe_noise_schedule(NoiseSchedule, seed: int = SEED, device: Optional[str] 
                     data[f"last_{size}_{step}"] = plain(schedule.alpha_bar(step))
                 except IndexError as error:
                     data[f"last_{size}_{step}"] = f"IndexError: {str(error)[:200]}"
-            grid = randint(seed, "noise_schedule/grid", 1, size + 1, (2, 3)).to(device)
+            grid = randint(seed, "noise_schedule/grid", 1, size, (2, 3)).to(device)  # not the last step: see "last"
             data["stage"] = f"calling alpha_bar on a tensor of steps of shape (2, 3) on NoiseSchedule({size})"
             data[f"grid_{size}"] = plain(schedule.alpha_bar(grid))
             for bad in (0, size + 1):
@@ -129,7 +129,7 @@ def judge_noise_schedule(data: dict, seed: int = SEED) -> str:
             if last.numel() != 1 or not is_close(last.flatten(), tables["alpha_bars"][step - 1 : step], 1e-5):
                 raise AssertionError(f"NoiseSchedule({size}).alpha_bar({step}) (a Python int) should be one number, "
                                      f"alpha_bars[{step - 1}].")
-        grid = randint(seed, "noise_schedule/grid", 1, size + 1, (2, 3))
+        grid = randint(seed, "noise_schedule/grid", 1, size, (2, 3))
         out = tensor_at(data, f"grid_{size}", "alpha_bar(steps of shape (2, 3))")
         if tuple(out.shape) != (2, 3):
             raise AssertionError(f"alpha_bar(steps) must have the shape of steps, (2, 3); yours has {fmt(out.shape)}.")

@@ -116,8 +116,8 @@ def _residuals(steps: list, factors: torch.Tensor) -> list[torch.Tensor]:
     return [steps[i + 1] - factors[T - 1 - i] * steps[i] for i in range(T)]
 
 
-def _consistent(res_a: list, res_b: list, steps_a: list, steps_b: list) -> bool:
-    return all(is_close(ra, rb, 1e-4) for ra, rb in zip(res_a, res_b))
+def _consistent(res_a: list, res_b: list, tol: float) -> bool:
+    return all(is_close(ra, rb, tol) for ra, rb in zip(res_a, res_b))
 
 
 @judge_safely
@@ -169,7 +169,9 @@ def judge_ddpm_sample(data: dict, seed: int = SEED) -> str:
     for message in _mean_factors(tables, "A"):
         res_a = _residuals(a, _mean_factors(tables, "A")[message])
         res_b = _residuals(b, _mean_factors(tables, "B")[message])
-        mistakes[message] = _consistent(res_a, res_b, a, b)
+        # a mistake is named with a looser tolerance: float32 loses digits in some wrong formulas
+        # (1 - alpha_bar_1 = beta_1 = 1e-4 is computed as 1.00017e-4)
+        mistakes[message] = _consistent(res_a, res_b, 1e-4 if message == "right" else 2e-3)
         if message == "right":
             right_a = res_a
     if not mistakes["right"]:
