@@ -42,7 +42,6 @@
 # not graded and never run by the autograder; the graded exercises need no trained model.
 
 # %%
-import math
 from dataclasses import replace
 
 import matplotlib.pyplot as plt

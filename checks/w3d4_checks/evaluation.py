@@ -223,8 +223,9 @@ def _number(data: dict, case: str, what: str) -> Optional[float]:
     value = data[case]
     if isinstance(value, list):
         raise AssertionError(
-            f"{what} returns a complex number {complex(*value):.6g}: scipy.linalg.sqrtm returns a complex matrix "
-            "when rounding makes an eigenvalue slightly negative. Keep the real part (.real) before taking the trace."
+            f"{what} returns a complex number {complex(*value):.6g}. Matrix square roots and eigenvalues can come "
+            "back complex (scipy.linalg.sqrtm, torch.linalg.eigvals), with an imaginary part that is 0 or rounding "
+            "noise: keep the real part (.real) and return a real number."
         )
     if isinstance(value, str):
         raise AssertionError(f"{what} returns {value}: return one number (a float or a 0-dimensional tensor).")
@@ -266,8 +267,8 @@ def judge_frechet_distance(data: dict, seed: int = SEED) -> str:
         if not any(_close(actual, ref, scale) for ref in references.values()):
             diagnosis = next((m for ddof in (1, 0) if (m := _explain(actual, _fd_mistakes(a, b, ddof), scale))), None)
             if diagnosis is None and any(_close(actual, ref, scale, FLOAT32_TOL) for ref in references.values()):
-                diagnosis = ("It agrees only to about float32 precision: keep the computation in float64 "
-                             "(no .float(), no np.float32) and return a float64.")
+                diagnosis = ("It agrees only to about float32 precision: keep the whole computation in float64 "
+                             "(no .float(), no np.float32), and add nothing to the covariances.")
             raise AssertionError(
                 f"{what} = {actual:.8g} on the case '{case}', expected {references[1]:.8g} (covariance divided by "
                 f"n - 1) or {references[0]:.8g} (by n). "
