@@ -179,6 +179,19 @@ def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
 # --- part 3: train the U-Net and measure it ---
 
 
+def test_frechet_distance(frechet_distance, seed: int = SEED) -> None:
+    """frechet_distance(features_a (n_a, d), features_b (n_b, d)) equals ||mu_a - mu_b||^2 +
+    tr(C_a + C_b - 2 (C_a C_b)^(1/2)) in float64 (relative error at most 1e-6), for sets of equal and
+    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass."""
+    _check("frechet_distance", frechet_distance, seed=seed)
+
+
+def test_classifier_score(classifier_score, seed: int = SEED) -> None:
+    """classifier_score(probs (n, classes)) equals exp(mean over images of KL(p(y|x) || p(y))), with
+    p(y) = probs.mean(0), natural logarithms and 0 log 0 = 0 (some probabilities are exactly 0)."""
+    _check("classifier_score", classifier_score, seed=seed)
+
+
 # pytest must not collect these: this file's name matches its pattern *_test.py.
 for _test in (value for key, value in dict(globals()).items() if key.startswith("test_")):
     _test.__test__ = False

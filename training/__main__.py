@@ -1,6 +1,7 @@
 """python -m training: train the solution's Unet on the digits, save the checkpoint, draw the figures.
 
     .venv/bin/python -m training [--epochs N] [--seed S] [--out CHECKPOINT] [--figures DIR] [--device D]
+    .venv/bin/python -m training classifier    part 3's digits classifier (w3d4_classifier.py)
 
 Trains `Unet(**UNET_CONFIG)` from the lesson's solution with part 1's loop and TRAIN_CONFIG, on the
 GPU when there is one. Seeded: the same machine, torch version and device give the same weights,
@@ -72,6 +73,11 @@ def save_figures(model, losses, heldout, samples, folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["classifier"]:
+        import w3d4_classifier
+
+        return w3d4_classifier.main()
     args = parse_args(argv)
     import w3d4_part2_unet_solution as solution
 

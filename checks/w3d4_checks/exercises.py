@@ -44,6 +44,7 @@ from .diffusion_sampling import judge_ddpm_sample, probe_ddpm_sample
 from .diffusion_training import judge_tiny_diffuser, judge_train_loop, probe_tiny_diffuser, probe_train_loop
 from .conv_transpose import BONUS_CLASS, judge_conv_transpose2d, probe_conv_transpose2d
 from .embeddings import judge_sinusoidal_embeddings, probe_sinusoidal_embeddings
+from .evaluation import judge_classifier_score, judge_frechet_distance, probe_classifier_score, probe_frechet_distance
 from .groupnorm import judge_groupnorm, probe_groupnorm
 from .seeding import SEED
 from .swish import judge_swish, probe_swish
@@ -133,6 +134,10 @@ EXERCISES: dict[str, Exercise] = {
         ),
         Exercise("conv_transpose2d", (BONUS_CLASS,), probe_conv_transpose2d, judge_conv_transpose2d, 0),
         # --- part 3: train the U-Net and measure it (assignment "w3d4_part3") ---
+        Exercise("frechet_distance", ("frechet_distance",), probe_frechet_distance, judge_frechet_distance, 3,
+                 assignment="w3d4_part3"),
+        Exercise("classifier_score", ("classifier_score",), probe_classifier_score, judge_classifier_score, 2,
+                 assignment="w3d4_part3"),
     )
 }
 
