@@ -25,6 +25,13 @@ PART1_MODULE = SOLUTIONS / "w3d4_part1_diffusion_training_solution.py"
 DIGITS_MODULE = TRAINING / "w3d4_digits.py"
 PAIRING_MODULE = TRAINING / "w3d4_pairing.py"  # w3d4_digits loads the checkpoint through it
 DIGITS_CHECKPOINT = TRAINING / "w3d4_unet_digits.safetensors"
+# Part 3: the reference Unet from torch built-ins, the loader of the student's own part 2 Unet, the
+# digits classifier that the metrics read (and its weights), FashionMNIST's loader.
+BUILTIN_UNET = TRAINING / "builtin_unet.py"
+MY_UNET_MODULE = TRAINING / "w3d4_my_unet.py"
+CLASSIFIER_MODULE = TRAINING / "w3d4_classifier.py"
+CLASSIFIER_CHECKPOINT = TRAINING / "w3d4_digits_classifier.safetensors"
+FASHION_MODULE = TRAINING / "w3d4_fashion.py"
 BUILD_MANIFEST = Path("course") / "build_manifest.json"  # relative to an output root, like the folders below
 
 
@@ -46,6 +53,11 @@ class Lesson:
     modules: tuple[Path, ...] = ()  # copied beside the notebook, with a "generated from" line
     data: tuple[Path, ...] = ()  # copied byte for byte (checkpoints and their digests)
     exports: Path | None = None  # the module the build generates from this source, for later lessons
+
+    @property
+    def title(self) -> str:
+        """"w3d4_part1" -> "W3D4 part 1"."""
+        return self.assignment.upper().replace("_PART", " part ")
 
     @property
     def notebook_id(self) -> str:
@@ -70,8 +82,15 @@ class Lesson:
 LESSONS: dict[str, Lesson] = {
     lesson.assignment: lesson
     for lesson in (
+        # Part 1 needs nothing beside its notebook; its definitions become PART1_MODULE for the others.
+        Lesson("w3d4_part1", SOLUTIONS / "w3d4_part1_diffusion_solution.py", "w3d4_part1_diffusion.ipynb",
+               exports=PART1_MODULE),
         Lesson("w3d4_part2", SOLUTIONS / "w3d4_part2_unet_solution.py", "w3d4_part2_unet.ipynb",
                modules=(PART1_MODULE, DIGITS_MODULE, PAIRING_MODULE), data=_with_digest(DIGITS_CHECKPOINT)),
+        Lesson("w3d4_part3", SOLUTIONS / "w3d4_part3_train_evaluate_solution.py", "w3d4_part3_train_evaluate.ipynb",
+               modules=(PART1_MODULE, DIGITS_MODULE, PAIRING_MODULE, BUILTIN_UNET, MY_UNET_MODULE, CLASSIFIER_MODULE,
+                        FASHION_MODULE),
+               data=(*_with_digest(DIGITS_CHECKPOINT), *_with_digest(CLASSIFIER_CHECKPOINT))),
     )
 }
 

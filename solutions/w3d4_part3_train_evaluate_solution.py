@@ -31,7 +31,7 @@
 # 1. [Your Unet](#Your-Unet)
 # 2. [Training on the digits](#Training-on-the-digits)
 # 3. [A classifier as a measuring instrument](#A-classifier-as-a-measuring-instrument)
-# 4. [The Fréchet distance](#The-Fréchet-distance)
+# 4. [The Fréchet distance](#frechet-distance)
 # 5. [The classifier score](#The-classifier-score)
 # 6. [Comparing four sets of images](#Comparing-four-sets-of-images)
 # 7. [Optional: FashionMNIST](#Optional:-FashionMNIST)
@@ -139,6 +139,7 @@ if MAIN:
     print("features of the training digits:", tuple(train_features.shape))
 
 # %% [markdown]
+# <a id="frechet-distance"></a>
 # ## The Fréchet distance
 #
 # Summarise each set of features by a Gaussian: its mean `mu` (a vector of `d` numbers) and its

@@ -277,7 +277,7 @@ def test_part1_module_is_generated_from_the_part1_lesson():
     assert [lesson.exports for lesson in exporters] in ([], [paths.PART1_MODULE])
     for lesson in exporters:
         text = lesson.exports.read_text(encoding="utf-8")
-        assert text == module.module_text(lesson.source, lesson.assignment), "stale: run `python -m grader build`"
+        assert text == module.module_text(lesson.source, lesson.title), "stale: run `python -m grader build`"
         namespace: dict = {"__name__": "w3d4_part1_module"}
         exec(compile(text, str(lesson.exports), "exec"), namespace)
         for name in ("DiffusionModel", "NoiseSchedule", "TrainConfig", "TrainLog", "noise_img", "reconstruct",

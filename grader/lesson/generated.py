@@ -38,7 +38,7 @@ def build_into(out_root: Path) -> dict[str, str]:
     """Build everything under out_root and return the digests of what was written."""
     for module, lesson in GENERATED_MODULES.items():  # first: the later lessons ship it
         (out_root / module).parent.mkdir(parents=True, exist_ok=True)
-        (out_root / module).write_text(module_text(lesson.source, lesson.assignment), encoding="utf-8")
+        (out_root / module).write_text(module_text(lesson.source, lesson.title), encoding="utf-8")
     source_dirs = {lesson: write_source_dir(out_root, lesson) for lesson in paths.LESSONS.values()}
     generate_release(source_dirs, out_root)
     for lesson in paths.LESSONS.values():

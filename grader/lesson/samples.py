@@ -102,7 +102,19 @@ MID_BLOCK_ORDER = (
 
 # Each lesson's three classic mistakes: the build fails if the solution no longer holds one of them.
 MISTAKES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "w3d4_part1": (
+        ("q_eq2", "x = (1 - beta).sqrt() * x + beta.sqrt() * t.randn_like(x)",
+         "x = (1 - beta) * x + beta.sqrt() * t.randn_like(x)"),  # no square root on the scale
+        ("train_loop", "loss = nn.functional.mse_loss(model(noised, num_steps), noise)",
+         "loss = nn.functional.mse_loss(model(noised, num_steps), images)"),  # predicts the image, not the noise
+        ("ddpm_sample", "mean = (x - beta / (1 - alpha_bar).sqrt() * predicted_noise) / alpha.sqrt()",
+         "mean = (x + beta / (1 - alpha_bar).sqrt() * predicted_noise) / alpha.sqrt()"),  # the noise added back
+    ),
     "w3d4_part2": (UNBIASED_VARIANCE, SOFTMAX_OVER_QUERIES, MID_BLOCK_ORDER),
+    "w3d4_part3": (
+        ("frechet_distance", "trace_sqrt = eigenvalues.sqrt().sum()", "trace_sqrt = eigenvalues.sum()"),  # no matrix root
+        ("classifier_score", "return kl.mean().exp().item()", "return kl.mean().item()"),  # the log of the score
+    ),
 }
 # Where a lesson has an optional bonus (0 points): its answer cell.
 BONUS = {"w3d4_part2": "conv_transpose2d"}
@@ -116,7 +128,7 @@ def _mistakes(mistakes: tuple[tuple[str, str, str], ...]) -> Edit:
     def edit(answers: dict[str, str]) -> dict[str, str]:
         edited = dict(answers)
         for grade_id, old, new in mistakes:
-            edited[grade_id] = _replace(answers[grade_id], old, new)
+            edited[grade_id] = _replace(edited[grade_id], old, new)
         return edited
 
     return edit

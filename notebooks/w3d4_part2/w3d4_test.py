@@ -42,6 +42,67 @@ def _check(name: str, *subjects, seed: int, **call) -> None:
 # --- part 1: diffusion from scratch ---
 
 
+def test_normalize_img(normalize_img, denormalize_img, seed: int = SEED) -> None:
+    """normalize_img maps [0, 1] onto [-1, 1] (2x - 1) and denormalize_img maps it back ((x + 1) / 2)."""
+    _check("normalize_img", normalize_img, denormalize_img, seed=seed)
+
+
+def test_linear_schedule(linear_schedule, seed: int = SEED) -> None:
+    """linear_schedule(max_steps, min_noise, max_noise) returns max_steps betas evenly spaced from
+    min_noise to max_noise, both included; the defaults are DDPM's 1e-4 and 0.02."""
+    _check("linear_schedule", linear_schedule, seed=seed)
+
+
+def test_q_eq2(q_eq2, seed: int = SEED) -> None:
+    """q_eq2(x, n, betas) applies n steps of equation 2 with betas[0]..betas[n-1]: over many pixels its
+    output is distributed as sqrt(alpha_bar) x + N(0, 1 - alpha_bar), whatever order you draw noise in."""
+    _check("q_eq2", q_eq2, seed=seed)
+
+
+def test_q_eq4(q_eq4, seed: int = SEED) -> None:
+    """q_eq4(x, n, betas) has the same distribution as q_eq2, in one step (equation 4), with
+    alpha_bar the product of (1 - beta) over steps 1..n."""
+    _check("q_eq4", q_eq4, seed=seed)
+
+
+def test_noise_schedule(NoiseSchedule, seed: int = SEED) -> None:
+    """NoiseSchedule(max_steps) holds DDPM's linear schedule in the buffers betas, alphas and alpha_bars;
+    beta/alpha/alpha_bar(s) read index s - 1 (steps count from 1), keep the shape of a tensor of steps
+    and raise IndexError outside 1..max_steps."""
+    _check("noise_schedule", NoiseSchedule, seed=seed)
+
+
+def test_noise_img(noise_img, NoiseSchedule, seed: int = SEED) -> None:
+    """noise_img returns int64 steps uniform on 1..max_steps, standard Gaussian noise, and noised images
+    equal to sqrt(alpha_bar) img + sqrt(1 - alpha_bar) noise for the steps and noise it returns."""
+    _check("noise_img", noise_img, NoiseSchedule, seed=seed)
+
+
+def test_reconstruct(reconstruct, NoiseSchedule, seed: int = SEED) -> None:
+    """reconstruct solves equation 4 for the clean image: (noisy - sqrt(1 - alpha_bar) noise) / sqrt(alpha_bar)."""
+    _check("reconstruct", reconstruct, NoiseSchedule, seed=seed)
+
+
+def test_tiny_diffuser(TinyDiffuser, seed: int = SEED) -> None:
+    """TinyDiffuser is a DiffusionModel whose output has the images' shape, changes with the steps, and
+    treats each image of a batch on its own; every parameter gets a gradient."""
+    _check("tiny_diffuser", TinyDiffuser, seed=seed)
+
+
+def test_train_loop(train, TrainConfig, seed: int = SEED) -> None:
+    """train, run on a recording stand-in model: batches of the configured size each epoch, images noised
+    by noise_img with int64 steps in 1..max_steps, the MSE against the added noise logged at every
+    optimiser step, parameters updated, on_step called, the schedule attached, the time budget kept."""
+    _check("train_loop", train, TrainConfig, seed=seed)
+
+
+def test_ddpm_sample(sample, NoiseSchedule, seed: int = SEED) -> None:
+    """sample follows Algorithm 2 on stand-in models that predict a known noise: steps T..1, each step's
+    mean exact, noise of variance beta_t or the posterior variance (both are accepted), none at the last
+    step, the same images for the same seed, and all T + 1 batches with return_all_steps."""
+    _check("ddpm_sample", sample, NoiseSchedule, seed=seed)
+
+
 # --- part 2: the U-Net ---
 
 
@@ -117,6 +178,19 @@ def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
 
 
 # --- part 3: train the U-Net and measure it ---
+
+
+def test_frechet_distance(frechet_distance, seed: int = SEED) -> None:
+    """frechet_distance(features_a (n_a, d), features_b (n_b, d)) equals ||mu_a - mu_b||^2 +
+    tr(C_a + C_b - 2 (C_a C_b)^(1/2)) in float64 (relative error at most 1e-6), for sets of equal and
+    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass."""
+    _check("frechet_distance", frechet_distance, seed=seed)
+
+
+def test_classifier_score(classifier_score, seed: int = SEED) -> None:
+    """classifier_score(probs (n, classes)) equals exp(mean over images of KL(p(y|x) || p(y))), with
+    p(y) = probs.mean(0), natural logarithms and 0 log 0 = 0 (some probabilities are exactly 0)."""
+    _check("classifier_score", classifier_score, seed=seed)
 
 
 # pytest must not collect these: this file's name matches its pattern *_test.py.

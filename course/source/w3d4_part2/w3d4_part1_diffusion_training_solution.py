@@ -1,16 +1,9 @@
 # Generated from solutions/w3d4_part1_diffusion_training_solution.py by `python -m grader build`: edit that file, not this one.
-"""W3D4 part 1, the pieces part 2 builds on: the noise schedule, noising, training and sampling.
+# Generated from solutions/w3d4_part1_diffusion_solution.py by `python -m grader build`: edit that file, not this one.
+"""W3D4 part 1: the definitions of its lesson, for the lessons that build on it.
 
-This module is the reference for part 1 of the day. Part 2 (the U-Net) imports `DiffusionModel`
-from here, and the training demo uses the schedule, the loop and the sampler. It imports only
-torch, einops and matplotlib so that a notebook can load it in a fraction of a second.
-
-Notation follows the DDPM paper (Ho et al., 2020): `beta_t` is the variance of the noise added at
-step t, `alpha_t = 1 - beta_t`, and `alpha_bar_t` is the product of `alpha_1 .. alpha_t`, so that
-`x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise`.
+Every code cell of solutions/w3d4_part1_diffusion_solution.py except its tests and demos.
 """
-
-from __future__ import annotations
 
 import math
 import time
@@ -19,13 +12,82 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Union
 
 import torch as t
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
+
+MAIN = __name__ == "__main__"
+
+
+def gradient_images(n_images: int, img_size: tuple[int, int, int]) -> t.Tensor:
+    """n_images random colour gradients of shape img_size = (channels, height, width), values in [0, 1].
+
+    Returns: (n_images, channels, height, width)
+    """
+    channels, height, width = img_size
+    start, end = t.rand(n_images, channels, 1, 1), t.rand(n_images, channels, 1, 1)
+    angle = 2 * math.pi * t.rand(n_images, 1, 1, 1)
+    rows = repeat(t.linspace(-1, 1, height), "h -> 1 1 h w", w=width)
+    cols = repeat(t.linspace(-1, 1, width), "w -> 1 1 h w", h=height)
+    # position along the gradient's direction, rescaled to 0..1 over the image
+    position = (t.cos(angle) * cols + t.sin(angle) * rows) / (t.cos(angle).abs() + t.sin(angle).abs())
+    return start + (end - start) * (position + 1) / 2
+
+
+def show_images(images: t.Tensor, title: str = "", ncols: int = 8):
+    """Plot a batch (batch, channels, height, width) with values in [-1, 1] as a grid."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.2, nrows * 1.2), squeeze=False)
+    pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).float()
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, pixels):
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(rearrange(img, "c h w -> h w c"))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def normalize_img(img: t.Tensor) -> t.Tensor:
+    """Pixel values in [0, 1] -> [-1, 1]. img: any shape; returns the same shape."""
+    return img * 2 - 1
+
+
+def denormalize_img(img: t.Tensor) -> t.Tensor:
+    """Pixel values in [-1, 1] -> [0, 1], the inverse of normalize_img."""
+    return (img + 1) / 2
+
 
 BETA_START = 1e-4
 BETA_END = 0.02
 
 Device = Union[t.device, str]
+
+
+def linear_schedule(max_steps: int, min_noise: float = BETA_START, max_noise: float = BETA_END) -> t.Tensor:
+    """The betas of DDPM's linear schedule. Returns (max_steps,): betas[t - 1] is beta_t."""
+    return t.linspace(min_noise, max_noise, max_steps)
+
+
+def q_eq2(x: t.Tensor, num_steps: int, betas: t.Tensor) -> t.Tensor:
+    """Noise x step by step with equation 2. x: any shape; betas: (at least num_steps,).
+    Returns x after num_steps steps, same shape as x."""
+    for beta in betas[:num_steps]:
+        x = (1 - beta).sqrt() * x + beta.sqrt() * t.randn_like(x)
+    return x
+
+
+def q_eq4(x: t.Tensor, num_steps: int, betas: t.Tensor) -> t.Tensor:
+    """Noise x by num_steps steps at once with equation 4. x: any shape; betas: (at least num_steps,).
+    Returns a tensor of the same shape as x."""
+    alpha_bar = t.prod(1 - betas[:num_steps])
+    return alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * t.randn_like(x)
 
 
 class NoiseSchedule(nn.Module):
@@ -44,13 +106,14 @@ class NoiseSchedule(nn.Module):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         self.max_steps = max_steps
-        betas = t.linspace(BETA_START, BETA_END, max_steps, device=device)
+        betas = linear_schedule(max_steps, BETA_START, BETA_END).to(device)
         alphas = 1.0 - betas
         self.register_buffer("betas", betas)
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", t.cumprod(alphas, dim=0))
 
     def _lookup(self, table: t.Tensor, num_steps: Union[int, t.Tensor]) -> t.Tensor:
+        """table: (max_steps,); num_steps: an int or a tensor of ints. Returns table entries, shaped like num_steps."""
         steps = t.as_tensor(num_steps, device=table.device)
         if ((steps < 1) | (steps > self.max_steps)).any():
             raise IndexError(f"num_steps must lie in 1..{self.max_steps}, got {steps.tolist()}")
@@ -120,6 +183,29 @@ class DiffusionModel(nn.Module, ABC):
     def forward(self, images: t.Tensor, num_steps: t.Tensor) -> t.Tensor:
         """images: (batch, channels, height, width); num_steps: (batch,). Returns the predicted
         noise, same shape as images."""
+
+
+class TinyDiffuser(DiffusionModel):
+    def __init__(self, img_shape: tuple[int, int, int], hidden_size: int = 256, max_steps: int = 1000):
+        """img_shape: (channels, height, width); max_steps scales the step input to 0..1."""
+        super().__init__()
+        self.img_shape = tuple(img_shape)
+        self.noise_schedule = None
+        self.max_steps = max_steps
+        n_pixels = math.prod(img_shape)
+        self.layers = nn.Sequential(
+            nn.Linear(n_pixels + 1, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, n_pixels),
+        )
+
+    def forward(self, images: t.Tensor, num_steps: t.Tensor) -> t.Tensor:
+        """images: (batch, channels, height, width); num_steps: (batch,) int64. Returns images' shape."""
+        flat = rearrange(images, "b c h w -> b (c h w)")
+        steps = rearrange(num_steps.float() / self.max_steps, "b -> b 1")
+        out = self.layers(t.cat([flat, steps], dim=1))
+        channels, height, width = self.img_shape
+        return rearrange(out, "b (c h w) -> b c h w", c=channels, h=height, w=width)
 
 
 @dataclass
@@ -219,24 +305,3 @@ def sample(
         if return_all_steps:
             steps.append(x)
     return steps if return_all_steps else x
-
-
-def show_images(images: t.Tensor, title: str = "", ncols: int = 8):
-    """Plot a batch (batch, channels, height, width) with values in [-1, 1] as a grid."""
-    import matplotlib.pyplot as plt
-
-    n = len(images)
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.2, nrows * 1.2), squeeze=False)
-    pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).float()
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img in zip(axes.flat, pixels):
-        if img.shape[0] == 1:
-            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(rearrange(img, "c h w -> h w c"))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig

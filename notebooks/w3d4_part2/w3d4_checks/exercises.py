@@ -23,8 +23,29 @@ from .blocks import (
     probe_residual_block,
     probe_up_block,
 )
+from .diffusion import (
+    judge_linear_schedule,
+    judge_normalize_img,
+    judge_q_eq2,
+    judge_q_eq4,
+    probe_linear_schedule,
+    probe_normalize_img,
+    probe_q_eq2,
+    probe_q_eq4,
+)
+from .diffusion_noise import (
+    judge_noise_img,
+    judge_noise_schedule,
+    judge_reconstruct,
+    probe_noise_img,
+    probe_noise_schedule,
+    probe_reconstruct,
+)
+from .diffusion_sampling import judge_ddpm_sample, probe_ddpm_sample
+from .diffusion_training import judge_tiny_diffuser, judge_train_loop, probe_tiny_diffuser, probe_train_loop
 from .conv_transpose import BONUS_CLASS, judge_conv_transpose2d, probe_conv_transpose2d
 from .embeddings import judge_sinusoidal_embeddings, probe_sinusoidal_embeddings
+from .evaluation import judge_classifier_score, judge_frechet_distance, probe_classifier_score, probe_frechet_distance
 from .groupnorm import judge_groupnorm, probe_groupnorm
 from .seeding import SEED
 from .swish import judge_swish, probe_swish
@@ -55,6 +76,24 @@ EXERCISES: dict[str, Exercise] = {
     e.name: e
     for e in (
         # --- part 1: diffusion from scratch (assignment "w3d4_part1") ---
+        Exercise("normalize_img", ("normalize_img", "denormalize_img"), probe_normalize_img, judge_normalize_img, 1,
+                 assignment="w3d4_part1"),
+        Exercise("linear_schedule", ("linear_schedule",), probe_linear_schedule, judge_linear_schedule, 1,
+                 assignment="w3d4_part1"),
+        Exercise("q_eq2", ("q_eq2",), probe_q_eq2, judge_q_eq2, 1, assignment="w3d4_part1"),
+        Exercise("q_eq4", ("q_eq4",), probe_q_eq4, judge_q_eq4, 2, assignment="w3d4_part1"),
+        Exercise("noise_schedule", ("NoiseSchedule",), probe_noise_schedule, judge_noise_schedule, 2,
+                 assignment="w3d4_part1"),
+        Exercise("noise_img", ("noise_img", "NoiseSchedule"), probe_noise_img, judge_noise_img, 2,
+                 assignment="w3d4_part1"),
+        Exercise("reconstruct", ("reconstruct", "NoiseSchedule"), probe_reconstruct, judge_reconstruct, 1,
+                 assignment="w3d4_part1"),
+        Exercise("tiny_diffuser", ("TinyDiffuser",), probe_tiny_diffuser, judge_tiny_diffuser, 1,
+                 assignment="w3d4_part1"),
+        Exercise("train_loop", ("train", "TrainConfig"), probe_train_loop, judge_train_loop, 2,
+                 assignment="w3d4_part1"),
+        Exercise("ddpm_sample", ("sample", "NoiseSchedule"), probe_ddpm_sample, judge_ddpm_sample, 2,
+                 assignment="w3d4_part1"),
         # --- part 2: the U-Net (assignment "w3d4_part2") ---
         Exercise("groupnorm", ("GroupNorm",), probe_groupnorm, judge_groupnorm, 2,
                  calls=({"affine": False}, {"affine": True})),
@@ -96,6 +135,10 @@ EXERCISES: dict[str, Exercise] = {
         ),
         Exercise("conv_transpose2d", (BONUS_CLASS,), probe_conv_transpose2d, judge_conv_transpose2d, 0),
         # --- part 3: train the U-Net and measure it (assignment "w3d4_part3") ---
+        Exercise("frechet_distance", ("frechet_distance",), probe_frechet_distance, judge_frechet_distance, 3,
+                 assignment="w3d4_part3"),
+        Exercise("classifier_score", ("classifier_score",), probe_classifier_score, judge_classifier_score, 2,
+                 assignment="w3d4_part3"),
     )
 }
 
