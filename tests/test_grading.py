@@ -58,14 +58,45 @@ DIAGNOSTICS = {
 }
 
 
+# The other lessons' sample classes, graded by the same command: each student's points per test.
+PART1 = {"test_normalize_img": 1, "test_linear_schedule": 1, "test_q_eq2": 1, "test_q_eq4": 2, "test_noise_schedule": 2,
+         "test_noise_img": 2, "test_reconstruct": 1, "test_tiny_diffuser": 1, "test_train_loop": 2, "test_ddpm_sample": 2}
+PART3 = {"test_frechet_distance": 3, "test_classifier_score": 2}
+
+
+def _class(full: dict[str, int], first_half: list[str], mistaken: list[str]) -> dict[str, dict[str, int]]:
+    nothing = dict.fromkeys(full, 0)
+    return {
+        "ada_complete": full, "ben_untouched": nothing,
+        "cleo_first_half": {**nothing, **{t: full[t] for t in first_half}},
+        "dev_classic_mistakes": {**full, **dict.fromkeys(mistaken, 0)},
+        # The cheat's patches above the first stub leave the stub: nothing passes.
+        "eve_always_equal": nothing, "finn_blanks_cells": nothing, "gus_reads_solutions": nothing,
+    }
+
+
+OTHER_EXPECTED = {
+    "w3d4_part1": _class(PART1, ["test_normalize_img", "test_linear_schedule", "test_q_eq2", "test_q_eq4",
+                                 "test_noise_schedule"], ["test_q_eq2", "test_train_loop", "test_ddpm_sample"]),
+    "w3d4_part3": _class(PART3, ["test_frechet_distance"], ["test_frechet_distance", "test_classifier_score"]),
+}
+OTHER_DIAGNOSTICS = {
+    ("w3d4_part1", "test_q_eq2"): "Scale by sqrt(1 - beta_t), not (1 - beta_t)",
+    ("w3d4_part1", "test_train_loop"): "compares the prediction with the clean image",
+    ("w3d4_part1", "test_ddpm_sample"): "The sign of the noise term is flipped",
+    ("w3d4_part3", "test_frechet_distance"): "missing its matrix square root",
+    ("w3d4_part3", "test_classifier_score"): "the score is its exponential",
+}
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=paths.REPO, env=tool_env(),
                           capture_output=True, text=True, timeout=1200)
 
 
-def by_test(out: Path) -> dict[str, dict[str, tuple[float, str]]]:
+def by_test(out: Path, assignment: str = paths.ASSIGNMENT) -> dict[str, dict[str, tuple[float, str]]]:
     rows: dict[str, dict[str, tuple[float, str]]] = {}
-    with open(out / paths.ASSIGNMENT / "grades_by_test.csv", newline="", encoding="utf-8") as f:
+    with open(out / assignment / "grades_by_test.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             rows.setdefault(row["student_id"], {})[row["test"]] = (float(row["final_score"]), row["diagnostic"])
     return rows
@@ -111,6 +142,24 @@ def test_cli_gives_exact_points_per_test(graded: Path):
     for student, tests in rows.items():
         for test, (score, diag) in tests.items():
             assert (diag == "") == (score == FULL[test]), f"{student} {test}: {score} with diagnostic {diag!r}"
+
+
+@pytest.mark.parametrize("assignment", list(OTHER_EXPECTED))
+def test_the_other_lessons_sample_classes_get_exact_points(graded: Path, assignment: str):
+    """`python -m grader grade` with no arguments grades every lesson's sample class into one course."""
+    rows = by_test(graded, assignment)
+    expected = OTHER_EXPECTED[assignment]
+    assert set(rows) == set(expected)
+    for student, points in expected.items():
+        assert {test: score for test, (score, _) in rows[student].items()} == points, student
+        for test, (score, diagnostic) in rows[student].items():
+            assert (diagnostic == "") == (score == points[test] == expected["ada_complete"][test]), (student, test)
+    for (lesson, test), phrase in OTHER_DIAGNOSTICS.items():
+        if lesson == assignment:
+            assert phrase in rows["dev_classic_mistakes"][test][1], rows["dev_classic_mistakes"][test][1]
+    totals = nbgrader_totals(graded / "grades.csv", assignment)  # nbgrader lists every student of the course
+    assert {s: totals[s] for s in expected} == {student: float(sum(points.values())) for student, points in expected.items()}
+    assert totals.keys() - expected.keys() == {"hana_skips_bonus"} and totals["hana_skips_bonus"] == 0  # part 2 only
 
 
 def _flags_line(checks: int) -> dict[str, list[str]]:
