@@ -247,3 +247,16 @@ def test_every_variant_passes_and_every_mutant_fails_on_many_seeds():
             with pytest.raises(AssertionError) as failure:
                 run(mutant.test, function, seed)
             assert mutant.message in str(failure.value), f"{mutant.name}, seed {seed}:\n{failure.value}"
+
+
+@pytest.mark.slow
+def test_classifier_retrains_to_the_shipped_bytes(tmp_path):
+    """`python -m training classifier` is reproducible: seeded, on one thread, nothing timed in the file."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, record = w3d4_classifier.train_classifier()
+    finally:
+        torch.set_num_threads(before)
+    digest = w3d4_classifier.save_classifier(model, record, tmp_path / "classifier.safetensors")
+    assert digest == w3d4_digits.verify_sha256(w3d4_classifier.CLASSIFIER_CHECKPOINT)
