@@ -182,7 +182,8 @@ def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
 def test_frechet_distance(frechet_distance, seed: int = SEED) -> None:
     """frechet_distance(features_a (n_a, d), features_b (n_b, d)) equals ||mu_a - mu_b||^2 +
     tr(C_a + C_b - 2 (C_a C_b)^(1/2)) in float64 (relative error at most 1e-6), for sets of equal and
-    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass."""
+    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass, and
+    any correct matrix square root; a result computed in float32 is recognised and fails."""
     _check("frechet_distance", frechet_distance, seed=seed)
 
 

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import w3d4_checks
-from w3d4_checks import EXERCISES, SEED
+from w3d4_checks import EXERCISES, SEED, exercises_of
 
 from grader.grading import weights_run, wiring
 
-# Part 2's exercises: the helpers below run them on part 2's lesson (part 1's have tests/test_part1_checks.py)
-CALLS = [(e.name, call) for e in EXERCISES.values() if e.assignment == "w3d4_part2" for call in e.calls]
+# Part 2's exercises: the other lessons' checks are tested beside their own corpora (tests/test_part1_checks.py,
+# tests/test_part3_checks.py).
+CALLS = [(exercise.name, call) for exercise in exercises_of("w3d4_part2").values() for call in exercise.calls]
 WIRED = [name for name, exercise in EXERCISES.items() if exercise.wiring]  # numbers checked by the grader
 
 

@@ -5,6 +5,7 @@ classifier's checksum, the loader of the student's part 2 Unet) do what they say
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import struct
 
@@ -112,6 +113,39 @@ def test_probes_return_plain_data_and_judges_are_pure(solution):
         assert PART3[name].judge(data, seed=3) == PART3[name].judge(json.loads(json.dumps(data)), seed=3)
 
 
+@pytest.mark.parametrize("name", PART3)
+def test_probe_data_survives_weights_only_loading_and_probes_are_deterministic(solution, name):
+    data = PART3[name].probe(getattr(solution, name), seed=5)
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    assert loaded == data == PART3[name].probe(getattr(solution, name), seed=5)
+    PART3[name].judge(loaded, seed=5)
+
+
+@pytest.mark.parametrize("name", PART3)
+def test_probes_restore_the_callers_random_state(solution, name):
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    PART3[name].probe(getattr(solution, name))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("name", PART3)
+def test_errors_and_malformed_results_are_explained(name):
+    def broken(*args):
+        raise ValueError("no features")
+
+    with pytest.raises(AssertionError, match=rf"{name} raised ValueError in \S*broken while calling {name}"):
+        PART3[name].judge(PART3[name].probe(broken))
+    with pytest.raises(AssertionError, match="malformed"):
+        PART3[name].judge({"stage": "done"})
+    with pytest.raises(AssertionError, match="not a dict"):
+        PART3[name].judge(["not", "a", "dict"])
+
+
 def test_forged_probe_data_fails(solution):
     data = PART3["frechet_distance"].probe(solution.frechet_distance, seed=0)
     with pytest.raises(AssertionError):
@@ -198,3 +232,31 @@ def test_student_unet_falls_back_with_one_line(tmp_path, capsys, unet_code, reas
     out = capsys.readouterr().out
     assert unet_class.__name__ == "BuiltinUnet" and "reference" in source
     assert out.count("\n") == 1 and out.startswith("Using the course's Unet instead of yours") and reason in out
+
+
+@pytest.mark.slow
+def test_every_variant_passes_and_every_mutant_fails_on_many_seeds():
+    """The checks are deterministic, but their inputs change with the grader's secret seed: correct
+    code must pass, and each mistake be named, whatever the seed."""
+    mutants = [(m, getattr(lesson(*m.edits, name=f"part3_mutant_{m.name}"), m.test)) for m in PART3_MUTANTS]
+    for seed in range(300):
+        for fd, score in VARIANTS.values():
+            run("frechet_distance", fd, seed)
+            run("classifier_score", score, seed)
+        for mutant, function in mutants:
+            with pytest.raises(AssertionError) as failure:
+                run(mutant.test, function, seed)
+            assert mutant.message in str(failure.value), f"{mutant.name}, seed {seed}:\n{failure.value}"
+
+
+@pytest.mark.slow
+def test_classifier_retrains_to_the_shipped_bytes(tmp_path):
+    """`python -m training classifier` is reproducible: seeded, on one thread, nothing timed in the file."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, record = w3d4_classifier.train_classifier()
+    finally:
+        torch.set_num_threads(before)
+    digest = w3d4_classifier.save_classifier(model, record, tmp_path / "classifier.safetensors")
+    assert digest == w3d4_digits.verify_sha256(w3d4_classifier.CLASSIFIER_CHECKPOINT)

@@ -54,9 +54,10 @@ PART3_MUTANTS = (
            "read transposed"),
     Mutant("fd_complex_left_over", FD, ((FD_EIG, "eigenvalues = t.linalg.eigvals(cov_a @ cov_b)"),), "complex number"),
     Mutant("fd_in_float32", FD, ((FD_MEANS, "features_a, features_b = features_a.float(), features_b.float()\n    " + FD_MEANS),),
-           "float32 precision"),
+           "float32"),
     Mutant("fd_centres_in_place", FD, ((FD_MEANS, FD_MEANS + "\n    features_a -= mu_a\n    features_b -= mu_b"),),
            "modifies its inputs in place"),
+    Mutant("fd_float32_tensor", FD, ((FD_RETURN, "return distance.float()"),), "(a float32 tensor)"),
     Mutant("fd_returns_vector", FD, ((FD_RETURN, "return distance * t.ones(2, dtype=t.float64)"),), "return one number"),
     # The classifier score
     Mutant("cs_no_exp", CS, ((CS_RETURN, "return kl.mean().item()"),), "the score is its exponential"),
@@ -78,5 +79,6 @@ PART3_MUTANTS = (
     Mutant("cs_kl_over_images", CS, ((CS_KL, CS_KL.replace(".sum(dim=1)", ".sum(dim=0)")),),
            "summed over the images and averaged over the classes"),
     Mutant("cs_inverted", CS, ((CS_RETURN, "return (-kl.mean()).exp().item()"),), "1 / exp(mean KL)"),
+    Mutant("cs_in_float32", CS, ((CS_MARGINAL, "probs = probs.float()\n    " + CS_MARGINAL),), "computed in float32"),
     Mutant("cs_zero_log_zero", CS, ((CS_KL, "kl = (probs * (probs.log() - marginal.log())).sum(dim=1)"),), "0 * log 0 = 0"),
 )
