@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import part1
-import w3d4_checks
 import w3d4_part1_diffusion_training_solution as module
 from checking import seeds
 from part1.mistakes import MISTAKES

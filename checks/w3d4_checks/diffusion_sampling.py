@@ -20,7 +20,7 @@ from torch import nn
 
 from .diffusion import SIGMAS, ddpm_tables
 from .diffusion_noise import TABLES, _schedule_record
-from .judging import fmt, is_close, judge_safely, raise_probe_error, tensor_at
+from .judging import is_close, judge_safely, raise_probe_error, tensor_at
 from .probing import plain, run_probe
 from .seeding import SEED
 
