@@ -235,3 +235,12 @@ def test_the_module_has_the_api_part_two_uses():
     for name in ("DiffusionModel", "NoiseSchedule", "TrainConfig", "TrainLog", "reconstruct", "sample", "show_images",
                  "train", "noise_img", "BETA_START", "BETA_END", "Device"):
         assert hasattr(module, name), name
+
+
+def test_tensors_on_two_devices_get_a_device_hint():
+    """Only a GPU shows it; the probe records the error as plain data, as a GPU run would."""
+    data = {"stage": "calling noise_img(img, NoiseSchedule(50)) with img of shape (3000, 1, 4, 6)", "error": {
+        "type": "RuntimeError", "origin": "noise_img", "function": "noise_img", "code": "noised = alpha_bar * img",
+        "message": "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"}}
+    with pytest.raises(AssertionError, match=r"noise_img raised RuntimeError in noise_img(.|\n)*device=img.device"):
+        EXERCISES["noise_img"].judge(data, seed=SEED)

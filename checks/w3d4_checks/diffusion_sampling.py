@@ -18,9 +18,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .diffusion import SIGMAS, ddpm_tables
+from .diffusion import SIGMAS, ddpm_tables, raise_error
 from .diffusion_noise import TABLES, _schedule_record
-from .judging import is_close, judge_safely, raise_probe_error, tensor_at
+from .judging import is_close, judge_safely, tensor_at
 from .probing import plain, run_probe
 from .seeding import SEED
 
@@ -122,7 +122,7 @@ def _consistent(res_a: list, res_b: list, tol: float) -> bool:
 
 @judge_safely
 def judge_ddpm_sample(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "sample")
+    raise_error(data, "sample")
     tables = ddpm_tables(SAMPLE_STEPS)
     for table in TABLES:
         value = tensor_at(data["schedule"], table, f"NoiseSchedule({SAMPLE_STEPS}) {table}")
