@@ -134,7 +134,9 @@ def judge_ddpm_sample(data: dict, seed: int = SEED) -> str:
     for name in MODELS:
         value = data[f"steps_{name}"]
         if not isinstance(value, list):
-            raise AssertionError(f"sample(..., return_all_steps=True) returned {value}: return the list of batches.")
+            what = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else value
+            raise AssertionError(f"sample(..., return_all_steps=True) returned {what}: return the list of all the "
+                                 "batches, from the initial noise to x_0.")
         if len(value) != SAMPLE_STEPS + 1:
             raise AssertionError(f"With {SAMPLE_STEPS} steps, sample(..., return_all_steps=True) should return "
                                  f"{SAMPLE_STEPS + 1} batches, the initial noise x_T first and x_0 last; yours returned "
