@@ -1,7 +1,7 @@
-# Generated from solutions/w3d4_part1_diffusion_solution.py: edit that file, not this one.
-"""W3D4 part 1 as a module: the noise schedule, noising, the tiny denoiser, training and sampling.
+# Generated from solutions/w3d4_part1_diffusion_solution.py by `python -m grader build`: edit that file, not this one.
+"""W3D4 part 1: the definitions of its lesson, for the lessons that build on it.
 
-Part 2 imports `DiffusionModel` and the training demo uses the schedule, the loop and the sampler.
+Every code cell of solutions/w3d4_part1_diffusion_solution.py except its tests and demos.
 """
 
 import math

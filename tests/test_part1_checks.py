@@ -158,6 +158,16 @@ def test_statistical_checks_pass_correct_code_on_300_seeds(solution, exercise):
             part1.run(posterior, exercise, seed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mistake", [m for m in MISTAKES if m.test in STATISTICAL], ids=lambda m: m.name)
+def test_statistical_mistakes_keep_their_diagnosis_on_30_seeds(mistake):
+    """The grader draws a seed per student: a mistake judged by distribution must be named on any seed."""
+    wrong = part1.lesson(*mistake.edits, name=f"part1_{mistake.name}")
+    for seed in range(2000, 2030):
+        with pytest.raises(AssertionError, match=re.escape(mistake.message)):
+            part1.run(wrong, mistake.test, seed)
+
+
 # The lesson and the registry agree ------------------------------------------------------------
 
 
