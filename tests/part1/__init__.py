@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import types
 from pathlib import Path
 from typing import Optional
 
-from mutants import BEGIN, END, solution_regions
+from mutants import BEGIN, END
 
 import w3d4_test
 from w3d4_checks import EXERCISES, SEED, exercises_of
@@ -66,6 +67,29 @@ def lesson(*edits: tuple[str, str], name: str = "part1_lesson") -> types.ModuleT
             raise ValueError(f"{name}: {old!r} occurs {count} times in {SOURCE_PATH.name}, expected once")
         source = source.replace(old, new)
     return _execute(source, name)
+
+
+def solution_regions(source: str) -> list[tuple[str, int, int]]:
+    """(qualname of the enclosing def, first line, last line) of every solution region, 0-based; found
+    with `ast`, so that signatures over several lines (`) -> TrainLog:`) do not hide the def."""
+    defs = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                defs.append((child.lineno - 1, child.end_lineno - 1, name))
+                visit(child, name + ".")
+
+    visit(ast.parse(source), "")
+    regions, start = [], None
+    for number, line in enumerate(source.splitlines()):
+        if line.strip() == BEGIN:
+            start = number
+        elif line.strip() == END:
+            inside = [d for d in defs if d[0] <= start <= d[1]]  # the END comment may follow the last line
+            regions.append((max(inside)[2] if inside else "", start, number))
+    return regions
 
 
 def stubs(only: Optional[set[str]] = None, name: str = "part1_stubs") -> types.ModuleType:
