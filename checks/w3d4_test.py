@@ -1,10 +1,11 @@
-"""The tests of W3D4 part 2, the DDPM U-Net, in the lesson's order.
+"""The tests of W3D4, diffusion models: part 1 (diffusion from scratch), part 2 (the DDPM U-Net) and
+part 3 (measuring generative models), each part in its lesson's order.
 
 Each test cell calls one of these with the class or function you wrote, for example
 `test_groupnorm(GroupNorm, affine=True)`. A test prints one line starting with PASS, or fails with
 a message that names the most likely mistake and how to fix it. The tests never compare with a
-copy of the solution: they compare with torch's built-ins where the lesson fixes the formula, and
-otherwise check what every correct block does. Images are not square (height != width), so that a
+copy of the solution: they compare with torch's built-ins or float64 formulas where the lesson
+fixes the result, and otherwise check what every correct answer does. Images are not square (height != width), so that a
 mix-up of the two shows.
 
 How each test decides is in the package beside this file, `w3d4_checks` (one module per

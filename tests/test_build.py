@@ -260,7 +260,7 @@ def test_the_generated_module_keeps_definitions_and_drops_tests_demos_and_marker
     assert "### BEGIN SOLUTION" not in text and "return 2 * x" in text
     assert "w3d4_test" not in text and "a demo" not in text and "trained" not in text
     namespace: dict = {}
-    exec(compile(text, "generated", "exec"), namespace)
+    exec(compile(text, "generated", "exec", dont_inherit=True), namespace)
     assert namespace["double"](3) == 6 and "MAIN" in namespace
 
 
@@ -279,7 +279,7 @@ def test_part1_module_is_generated_from_the_part1_lesson():
         text = lesson.exports.read_text(encoding="utf-8")
         assert text == module.module_text(lesson.source, lesson.title), "stale: run `python -m grader build`"
         namespace: dict = {"__name__": "w3d4_part1_module"}
-        exec(compile(text, str(lesson.exports), "exec"), namespace)
+        exec(compile(text, str(lesson.exports), "exec", dont_inherit=True), namespace)
         for name in ("DiffusionModel", "NoiseSchedule", "TrainConfig", "TrainLog", "noise_img", "reconstruct",
                      "train", "sample", "show_images"):
             assert name in namespace, f"part 1's module lacks {name}"

@@ -13,7 +13,7 @@ from grader.lesson.generated import GENERATED_DIRS, GENERATED_MODULES
 
 GRADER_ONLY = paths.GRADER / "grading"
 # Notebook sources and corpora of code written as data, not modules anyone reads top to bottom.
-NOT_MODULES = {paths.LESSON_SOURCE}
+NOT_MODULES = {lesson.source for lesson in paths.LESSONS.values()}  # lessons: prose and code, read as notebooks
 MAX_LINES = 600
 MAX_TESTS_MODULE_LINES = 300
 
@@ -33,7 +33,7 @@ def generated(path: Path) -> bool:
 
 
 def test_the_tests_module_students_open_is_short():
-    for path in (paths.TESTS_MODULE, paths.REPO / paths.RELEASE_DIR / paths.TESTS_MODULE.name):
+    for path in (paths.TESTS_MODULE, *(paths.REPO / lesson.release_dir / paths.TESTS_MODULE.name for lesson in paths.LESSONS.values())):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         assert lines <= MAX_TESTS_MODULE_LINES, f"{path.name}: {lines} lines"
 
@@ -80,8 +80,9 @@ def _definitions_in(tree: ast.Module) -> set[str]:
     return {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
-def test_the_release_holds_no_grader_code():
-    release = paths.REPO / paths.RELEASE_DIR
+@pytest.mark.parametrize("assignment", list(paths.LESSONS))
+def test_the_release_holds_no_grader_code(assignment):
+    release = paths.REPO / paths.lesson(assignment).release_dir
     assert not [p.name for p in release.rglob("*") if p.name in ("weights_run.py", "wiring.py", "kernel_probe.py")]
     assert grader_code_in(released_code(release)) == []
 

@@ -273,7 +273,7 @@ def _close(actual: float, expected: float, scale: float, tol: float = REL_TOL) -
     return abs(actual - expected) <= tol * (abs(expected) + 1e-3 * scale)
 
 
-def _explain(actual: float, candidates, scale: float) -> Optional[str]:
+def _named_mistake(actual: float, candidates, scale: float) -> Optional[str]:
     for compute, message, *tol in candidates:
         try:
             value = compute()
@@ -303,7 +303,7 @@ def judge_frechet_distance(data: dict, seed: int = SEED) -> str:
                 "scipy.linalg.sqrtm(...).real, or clamp the eigenvalues at 0 before their square root."
             )
         if not any(_close(actual, ref, scale) for ref in references.values()):
-            diagnosis = next((m for ddof in (1, 0) if (m := _explain(actual, _fd_mistakes(a, b, ddof), scale))), None)
+            diagnosis = next((m for ddof in (1, 0) if (m := _named_mistake(actual, _fd_mistakes(a, b, ddof), scale))), None)
             if diagnosis is None and any(abs(actual - ref) <= FLOAT32_TOL * (abs(ref) + scale) for ref in references.values()):
                 diagnosis = ("It agrees only to about float32 precision: keep the whole computation in float64 "
                              "(no .float(), no np.float32), and add nothing to the covariances.")
@@ -334,7 +334,7 @@ def judge_classifier_score(data: dict, seed: int = SEED) -> str:
                 "torch.xlogy(p, p) for p log p (or add a tiny constant such as 1e-12 inside the log)."
             )
         if not _close(actual, expected, 0.0):
-            diagnosis = _explain(actual, _score_mistakes(probs), 0.0)
+            diagnosis = _named_mistake(actual, _score_mistakes(probs), 0.0)
             raise AssertionError(
                 f"{what} = {actual:.8g} on the case '{case}', expected exp(mean KL(p(y|x) || p(y))) = {expected:.8g}. "
                 + (diagnosis or "Compute p(y) = probs.mean(0), the KL of each row from it, their mean, then exp.")

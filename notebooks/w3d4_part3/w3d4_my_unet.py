@@ -14,6 +14,7 @@ same architecture from torch's built-ins) instead, so that the lesson always has
 from __future__ import annotations
 
 import json
+import sys
 import types
 from pathlib import Path
 from typing import Callable, Union
@@ -61,6 +62,7 @@ def unet_from_notebook(path: Union[str, Path]) -> Callable[..., t.nn.Module]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UnetNotUsable(f"{path.name} is not a readable notebook ({error})") from None
     module = types.ModuleType(MODULE_NAME)
+    sys.modules[MODULE_NAME] = module  # as for an import: dataclasses and pickle look classes up there
     for number, source in enumerate(_code_cells(notebook), start=1):
         try:
             exec(compile(source, f"<{path.name}, code cell {number}>", "exec"), module.__dict__)

@@ -1,11 +1,12 @@
 # Generated from checks/w3d4_test.py by `python -m grader build`: edit that file, not this one.
-"""The tests of W3D4 part 2, the DDPM U-Net, in the lesson's order.
+"""The tests of W3D4, diffusion models: part 1 (diffusion from scratch), part 2 (the DDPM U-Net) and
+part 3 (measuring generative models), each part in its lesson's order.
 
 Each test cell calls one of these with the class or function you wrote, for example
 `test_groupnorm(GroupNorm, affine=True)`. A test prints one line starting with PASS, or fails with
 a message that names the most likely mistake and how to fix it. The tests never compare with a
-copy of the solution: they compare with torch's built-ins where the lesson fixes the formula, and
-otherwise check what every correct block does. Images are not square (height != width), so that a
+copy of the solution: they compare with torch's built-ins or float64 formulas where the lesson
+fixes the result, and otherwise check what every correct answer does. Images are not square (height != width), so that a
 mix-up of the two shows.
 
 How each test decides is in the package beside this file, `w3d4_checks` (one module per
@@ -183,7 +184,8 @@ def test_conv_transpose2d(ConvTranspose2d, seed: int = SEED) -> None:
 def test_frechet_distance(frechet_distance, seed: int = SEED) -> None:
     """frechet_distance(features_a (n_a, d), features_b (n_b, d)) equals ||mu_a - mu_b||^2 +
     tr(C_a + C_b - 2 (C_a C_b)^(1/2)) in float64 (relative error at most 1e-6), for sets of equal and
-    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass."""
+    unequal sizes and for a set against itself (0). Covariances divided by n or n - 1 both pass, and
+    any correct matrix square root; a result computed in float32 is recognised and fails."""
     _check("frechet_distance", frechet_distance, seed=seed)
 
 

@@ -19,10 +19,8 @@ MAIN = __name__ == "__main__"
 
 
 def gradient_images(n_images: int, img_size: tuple[int, int, int]) -> t.Tensor:
-    """n_images random colour gradients of shape img_size = (channels, height, width), values in [0, 1].
-
-    Returns: (n_images, channels, height, width)
-    """
+    """n_images random colour gradients of img_size = (channels, height, width), values in [0, 1].
+    Returns: (n_images, channels, height, width)"""
     channels, height, width = img_size
     start, end = t.rand(n_images, channels, 1, 1), t.rand(n_images, channels, 1, 1)
     angle = 2 * math.pi * t.rand(n_images, 1, 1, 1)
@@ -37,8 +35,7 @@ def show_images(images: t.Tensor, title: str = "", ncols: int = 8):
     """Plot a batch (batch, channels, height, width) with values in [-1, 1] as a grid."""
     import matplotlib.pyplot as plt
 
-    n = len(images)
-    nrows = max(1, math.ceil(n / ncols))
+    nrows = max(1, math.ceil(len(images) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.2, nrows * 1.2), squeeze=False)
     pixels = ((images.detach().cpu().clamp(-1, 1) + 1) / 2).float()
     for ax in axes.flat:
@@ -64,9 +61,7 @@ def denormalize_img(img: t.Tensor) -> t.Tensor:
     return (img + 1) / 2
 
 
-BETA_START = 1e-4
-BETA_END = 0.02
-
+BETA_START, BETA_END = 1e-4, 0.02  # DDPM's schedule
 Device = Union[t.device, str]
 
 
@@ -144,7 +139,6 @@ def noise_img(
     img: t.Tensor, noise_schedule: NoiseSchedule, max_steps: Optional[int] = None
 ) -> tuple[t.Tensor, t.Tensor, t.Tensor]:
     """Jump each image straight to a random step of the forward process.
-
     img: shape (batch, channels, height, width), pixel values in [-1, 1]
     max_steps: draw steps from 1..max_steps (default: the whole schedule)
     Returns (num_steps, noise, noised): num_steps (batch,) int64, noise and noised like img.
@@ -161,7 +155,6 @@ def reconstruct(
     noisy_img: t.Tensor, noise: t.Tensor, num_steps: t.Tensor, noise_schedule: NoiseSchedule
 ) -> t.Tensor:
     """Invert `noise_img` given the noise (or a model's prediction of it).
-
     noisy_img, noise: shape (batch, channels, height, width); num_steps: shape (batch,)
     Returns the estimate of the clean image, same shape as noisy_img.
     """
@@ -193,11 +186,8 @@ class TinyDiffuser(DiffusionModel):
         self.noise_schedule = None
         self.max_steps = max_steps
         n_pixels = math.prod(img_shape)
-        self.layers = nn.Sequential(
-            nn.Linear(n_pixels + 1, hidden_size), nn.ReLU(),
-            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
-            nn.Linear(hidden_size, n_pixels),
-        )
+        self.layers = nn.Sequential(nn.Linear(n_pixels + 1, hidden_size), nn.ReLU(),
+                                    nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, n_pixels))
 
     def forward(self, images: t.Tensor, num_steps: t.Tensor) -> t.Tensor:
         """images: (batch, channels, height, width); num_steps: (batch,) int64. Returns images' shape."""
@@ -211,7 +201,6 @@ class TinyDiffuser(DiffusionModel):
 @dataclass
 class TrainConfig:
     """What `train` needs to know. `max_steps` is the length of the noise schedule."""
-
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -223,7 +212,6 @@ class TrainConfig:
 @dataclass
 class TrainLog:
     """Loss per optimiser step, and the wall-clock seconds spent."""
-
     losses: list[float]
     seconds: float
 
@@ -241,7 +229,6 @@ def train(
     on_step: Optional[Callable[[int, float], None]] = None,
 ) -> TrainLog:
     """Train `model` to predict the noise added by `noise_img` (the simplified DDPM loss).
-
     trainset: shape (n, channels, height, width), values in [-1, 1]; it is moved to the model's
     device. `on_step(step, loss)` is called after every optimiser step (a progress bar, say).
     The schedule is attached to the model as `model.noise_schedule` for sampling later.
@@ -280,7 +267,6 @@ def sample(
     model: DiffusionModel, n_samples: int, return_all_steps: bool = False, seed: Optional[int] = None
 ) -> Union[t.Tensor, list[t.Tensor]]:
     """Draw images with DDPM's Algorithm 2, from pure noise down to step 1.
-
     Uses `sigma_t^2 = beta_t`. Returns (n_samples, channels, height, width), or with
     `return_all_steps` the list of every intermediate batch, starting with the initial noise.
     """

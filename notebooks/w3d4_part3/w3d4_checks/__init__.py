@@ -1,5 +1,5 @@
 # Generated from checks/w3d4_checks/__init__.py by `python -m grader build`: edit that file, not this one.
-"""The checks behind the W3D4 part 2 tests: seeded inputs, probes, judges and their catalogues of
+"""The checks behind the W3D4 tests (all three parts): seeded inputs, probes, judges and their catalogues of
 mistakes. `w3d4_test.py` beside this package is what the notebook calls; this is how it decides.
 
 Every exercise (see `EXERCISES`) is checked by two functions:
@@ -16,9 +16,10 @@ Every exercise (see `EXERCISES`) is checked by two functions:
   measured facts (parameter counts, shapes, gradients, call order). It returns the summary for the
   PASS line or raises AssertionError naming the most likely mistake.
 
-No check needs the solution: numbers are compared with torch built-ins where the lesson fixes the
-function (F.group_norm, F.scaled_dot_product_attention, F.conv_transpose2d), and otherwise with
-behaviour that every correct block has. An autograder can run the probe in a sandbox and the judge
+No check needs the solution: numbers are compared with torch built-ins or float64 formulas where
+the lesson fixes the function (F.group_norm, F.scaled_dot_product_attention, F.conv_transpose2d, the
+noise schedule, the Fréchet distance), with distributions for random functions, and otherwise with
+behaviour that every correct answer has. An autograder can run the probe in a sandbox and the judge
 elsewhere with the same seed; what it imports from here is listed in `__all__`.
 """
 

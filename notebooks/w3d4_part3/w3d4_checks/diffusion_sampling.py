@@ -19,9 +19,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .diffusion import SIGMAS, ddpm_tables
+from .diffusion import SIGMAS, ddpm_tables, raise_error
 from .diffusion_noise import TABLES, _schedule_record
-from .judging import fmt, is_close, judge_safely, raise_probe_error, tensor_at
+from .judging import is_close, judge_safely, tensor_at
 from .probing import plain, run_probe
 from .seeding import SEED
 
@@ -123,7 +123,7 @@ def _consistent(res_a: list, res_b: list, tol: float) -> bool:
 
 @judge_safely
 def judge_ddpm_sample(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "sample")
+    raise_error(data, "sample")
     tables = ddpm_tables(SAMPLE_STEPS)
     for table in TABLES:
         value = tensor_at(data["schedule"], table, f"NoiseSchedule({SAMPLE_STEPS}) {table}")
@@ -135,7 +135,9 @@ def judge_ddpm_sample(data: dict, seed: int = SEED) -> str:
     for name in MODELS:
         value = data[f"steps_{name}"]
         if not isinstance(value, list):
-            raise AssertionError(f"sample(..., return_all_steps=True) returned {value}: return the list of batches.")
+            what = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else value
+            raise AssertionError(f"sample(..., return_all_steps=True) returned {what}: return the list of all the "
+                                 "batches, from the initial noise to x_0.")
         if len(value) != SAMPLE_STEPS + 1:
             raise AssertionError(f"With {SAMPLE_STEPS} steps, sample(..., return_all_steps=True) should return "
                                  f"{SAMPLE_STEPS + 1} batches, the initial noise x_T first and x_0 last; yours returned "

@@ -10,16 +10,19 @@ Both covariance conventions pass (divide by n or by n - 1), and any correct matr
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Callable, Optional
 
 import torch
 
 from .judging import judge_safely, raise_probe_error
 from .probing import plain, run_probe
-from .seeding import SEED, randn
+from .seeding import SEED, randn, uniform
 
 REL_TOL = 1e-6  # relative agreement with the float64 reference
-FLOAT32_TOL = 1e-3  # closer than this but not within REL_TOL: float32 arithmetic somewhere
+MISTAKE_TOL = 1e-7  # a known mistake, computed in float64 too, matches more closely than REL_TOL
+RANK_DEFICIENT_TOL = 1e-4  # (images x images) covariances of rank < dims: their square roots lose digits
+FLOAT32_TOL = 1e-4  # closer than this (relative to the covariances' size) but not within REL_TOL: float32 somewhere
 # name -> (n_a, n_b, dims): equal sizes first (so that features passed transposed still give a
 # number to diagnose), then unequal sizes, then a set against itself (distance 0).
 FD_CASES = {"two sets": (40, 40, 6), "unequal sizes": (30, 45, 5), "a set and itself": (36, 36, 4)}
@@ -30,14 +33,23 @@ SCORE_CASES = {"mixed predictions": (30, 7), "some probabilities exactly 0": (24
 # --- seeded inputs ---------------------------------------------------------------------------
 
 
+def _mixing(seed: int, tag: str, dims: int) -> torch.Tensor:
+    """(dims, dims): x @ it turns white noise into features of covariance Q diag(s^2) Q^T, a random
+    rotation Q and standard deviations s in [0.5, 2]. Well conditioned on purpose: the square root
+    of a nearly singular product loses half the digits in any correct code, and the checks want
+    every correct answer within 1e-6."""
+    rotation, _ = torch.linalg.qr(randn(seed, f"{tag}/rotation", (dims, dims)).double())
+    return torch.diag(uniform(seed, f"{tag}/scales", (dims,), 0.5, 2.0).double()) @ rotation.T
+
+
 def fd_inputs(seed: int, case: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Two float64 feature matrices (n_a, dims) and (n_b, dims) with different means and correlated features."""
     n_a, n_b, dims = FD_CASES[case]
-    mix_a = randn(seed, f"fd/{case}/mix_a", (dims, dims)).double()
+    mix_a = _mixing(seed, f"fd/{case}/mix_a", dims)
     a = randn(seed, f"fd/{case}/a", (n_a, dims)).double() @ mix_a + randn(seed, f"fd/{case}/mu_a", (dims,)).double()
     if case == "a set and itself":
         return a, a.clone()
-    mix_b = 0.5 * mix_a + randn(seed, f"fd/{case}/mix_b", (dims, dims)).double()
+    mix_b = _mixing(seed, f"fd/{case}/mix_b", dims)
     b = randn(seed, f"fd/{case}/b", (n_b, dims)).double() @ mix_b + randn(seed, f"fd/{case}/mu_b", (dims,)).double()
     return a, b
 
@@ -121,10 +133,11 @@ def _fd_mistakes(a: torch.Tensor, b: torch.Tensor, ddof: int) -> list[tuple[Call
          "Your covariance does not subtract the mean: C = (x - mu)^T (x - mu) / (n - 1) (or / n), not x^T x / n."),
         (lambda: frechet_from_stats(mu_a, _cov(a.T, ddof), mu_b, _cov(b.T, ddof)),
          "The covariance is taken over the images instead of the features: torch.cov and np.cov treat each ROW "
-         "as a variable, so pass features.T (or use np.cov(features, rowvar=False)). The result must be (dims, dims)."),
+         "as a variable, so pass features.T (or use np.cov(features, rowvar=False)). The result must be (dims, dims).",
+         RANK_DEFICIENT_TOL),
         (lambda: frechet_from_stats(a.mean(1), _cov(a.T, ddof), b.mean(1), _cov(b.T, ddof)),
          "The features are read transposed: each row is one image and each column one feature, so the mean "
-         "is over dim 0 and the covariance is (dims, dims)."),
+         "is over dim 0 and the covariance is (dims, dims).", RANK_DEFICIENT_TOL),
     ]
 
 
@@ -218,8 +231,8 @@ def probe_classifier_score(classifier_score, seed: int = SEED, device: Optional[
 
 def _number(data: dict, case: str, what: str) -> Optional[float]:
     """The student's number for `case`, or AssertionError saying what came back instead; None if the
-    probe stopped before this case (its error is then explained)."""
-    if case not in data:
+    probe stopped before this case with an error (which the caller then explains)."""
+    if case not in data and "error" in data:
         return None
     value = data[case]
     if isinstance(value, list):
@@ -233,23 +246,48 @@ def _number(data: dict, case: str, what: str) -> Optional[float]:
     return float(value["float"])
 
 
+FLOAT32_MESSAGE = ("{what} returns a number computed in float32 (it is exactly a float32 value, which a float64 "
+                   "result almost never is). Keep the whole computation in float64: no .float(), no np.float32.")
+
+
+def _is_float32(value: float) -> bool:
+    """Whether a float is exactly representable in float32 (and not 0, which any code may return)."""
+    try:
+        return value != 0 and struct.unpack("f", struct.pack("f", value))[0] == value
+    except (OverflowError, struct.error):
+        return False
+
+
+def check_float64(data: dict, cases, what: str) -> None:
+    """Float32 code gives float32 values; a float64 result is one with probability 2^-29 per case, so
+    two such cases (2^-58) say float32 for every seed, where the tolerance alone would only say so
+    for some seeds."""
+    values = [data.get(case) for case in list(cases)[:2]]
+    if any(isinstance(v, dict) and v["dtype"] in ("float32", "float16", "bfloat16") for v in values):
+        raise AssertionError(FLOAT32_MESSAGE.format(what=what).replace("(it is exactly a float32 value, which a "
+                                                                       "float64 result almost never is)", "(a float32 tensor)"))
+    if all(isinstance(v, dict) and _is_float32(float(v["float"])) for v in values):
+        raise AssertionError(FLOAT32_MESSAGE.format(what=what))
+
+
 def _close(actual: float, expected: float, scale: float, tol: float = REL_TOL) -> bool:
     return abs(actual - expected) <= tol * (abs(expected) + 1e-3 * scale)
 
 
-def _explain(actual: float, candidates, scale: float) -> Optional[str]:
-    for compute, message in candidates:
+def _named_mistake(actual: float, candidates, scale: float) -> Optional[str]:
+    for compute, message, *tol in candidates:
         try:
             value = compute()
         except Exception:  # a candidate that cannot be computed for these inputs is simply not it
             continue
-        if math.isfinite(value) and _close(actual, value, scale, 1e-6):
+        if math.isfinite(value) and _close(actual, value, scale, tol[0] if tol else MISTAKE_TOL):
             return message
     return None
 
 
 @judge_safely
 def judge_frechet_distance(data: dict, seed: int = SEED) -> str:
+    check_float64(data, FD_CASES, "frechet_distance")
     for case in FD_CASES:
         a, b = fd_inputs(seed, case)
         what = f"frechet_distance(features_a {tuple(a.shape)}, features_b {tuple(b.shape)})"
@@ -266,8 +304,8 @@ def judge_frechet_distance(data: dict, seed: int = SEED) -> str:
                 "scipy.linalg.sqrtm(...).real, or clamp the eigenvalues at 0 before their square root."
             )
         if not any(_close(actual, ref, scale) for ref in references.values()):
-            diagnosis = next((m for ddof in (1, 0) if (m := _explain(actual, _fd_mistakes(a, b, ddof), scale))), None)
-            if diagnosis is None and any(_close(actual, ref, scale, FLOAT32_TOL) for ref in references.values()):
+            diagnosis = next((m for ddof in (1, 0) if (m := _named_mistake(actual, _fd_mistakes(a, b, ddof), scale))), None)
+            if diagnosis is None and any(abs(actual - ref) <= FLOAT32_TOL * (abs(ref) + scale) for ref in references.values()):
                 diagnosis = ("It agrees only to about float32 precision: keep the whole computation in float64 "
                              "(no .float(), no np.float32), and add nothing to the covariances.")
             raise AssertionError(
@@ -282,6 +320,7 @@ def judge_frechet_distance(data: dict, seed: int = SEED) -> str:
 
 @judge_safely
 def judge_classifier_score(data: dict, seed: int = SEED) -> str:
+    check_float64(data, SCORE_CASES, "classifier_score")
     for case in SCORE_CASES:
         probs = score_inputs(seed, case)
         what = f"classifier_score(probs {tuple(probs.shape)})"
@@ -296,7 +335,7 @@ def judge_classifier_score(data: dict, seed: int = SEED) -> str:
                 "torch.xlogy(p, p) for p log p (or add a tiny constant such as 1e-12 inside the log)."
             )
         if not _close(actual, expected, 0.0):
-            diagnosis = _explain(actual, _score_mistakes(probs), 0.0)
+            diagnosis = _named_mistake(actual, _score_mistakes(probs), 0.0)
             raise AssertionError(
                 f"{what} = {actual:.8g} on the case '{case}', expected exp(mean KL(p(y|x) || p(y))) = {expected:.8g}. "
                 + (diagnosis or "Compute p(y) = probs.mean(0), the KL of each row from it, their mean, then exp.")

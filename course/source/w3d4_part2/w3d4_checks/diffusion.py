@@ -70,6 +70,23 @@ def describe_fit(out: torch.Tensor, x: Optional[torch.Tensor]) -> str:
     return f"output = {slope:.4g} * input + noise of variance {(out - slope * x).var().item():.4g}"
 
 
+DEVICE_HINT = (
+    "Tensors on two devices met: make every new tensor on the device of the input (device=img.device, "
+    "t.randn_like(img)), and let .to(device) move the schedule's tables (register them as buffers)."
+)
+
+
+def raise_error(data: dict, subject: str) -> None:
+    """raise_probe_error, with a hint for the mistake that only shows on a GPU: tensors on two devices."""
+    error = data.get("error")
+    if error is not None and "device" in str(error.get("message", "")) and error.get("type") == "RuntimeError":
+        where = f" in {error['function']}" if error.get("function") else ""
+        code = f"\n    {error['code']}" if error.get("code") else ""
+        raise AssertionError(f"{subject} raised RuntimeError{where} while {data['stage']}:{code}\n"
+                             f"{str(error['message'])[:300]}\n{DEVICE_HINT}")
+    raise_probe_error(data, subject)
+
+
 def nan_hint(value, what: str, hint: str) -> None:
     if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
         raise AssertionError(f"{what} contains NaN or inf. {hint}")
@@ -97,7 +114,7 @@ def probe_normalize_img(normalize_img, denormalize_img, seed: int = SEED, device
 
 @judge_safely
 def judge_normalize_img(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "normalize_img")
+    raise_error(data, "normalize_img")
     x = _norm_input(seed).double()
     out = tensor_at(data, "normalized", "normalize_img(x)", NORM_SHAPE)
     if not is_close(out, 2 * x - 1):
@@ -166,7 +183,7 @@ def _schedule_mistakes(out: torch.Tensor, steps: int, low: float, high: float) -
 
 @judge_safely
 def judge_linear_schedule(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "linear_schedule")
+    raise_error(data, "linear_schedule")
     # the explicit noise levels first: a wrong formula is easier to name there than a wrong default
     cases = [(f"betas_{s}", s, lo, hi) for s, lo, hi in SCHEDULE_LENGTHS] + [("default", 1000, BETA_START, BETA_END)]
     for key, steps, low, high in cases:
@@ -257,7 +274,7 @@ def _q_mistakes(betas: list, n: int, stepwise: bool) -> list[tuple[float, float,
 
 
 def judge_q(data: dict, seed: int, name: str) -> str:
-    raise_probe_error(data, name)
+    raise_error(data, name)
     x, betas = q_inputs(seed, name)
     betas_list = betas.double().tolist()
     stepwise = name == "q_eq2"

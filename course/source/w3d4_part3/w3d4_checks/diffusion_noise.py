@@ -14,8 +14,8 @@ from typing import Optional
 import torch
 from einops import rearrange
 
-from .diffusion import SIGMAS, ddpm_tables
-from .judging import first_match, fmt, is_close, judge_safely, max_error, raise_probe_error, tensor_at
+from .diffusion import SIGMAS, ddpm_tables, raise_error
+from .judging import first_match, fmt, is_close, judge_safely, max_error, tensor_at
 from .probing import plain, run_probe
 from .seeding import SEED, randint, uniform
 
@@ -96,7 +96,7 @@ def _table_mistakes(out: torch.Tensor, table: str, tables: dict, shifted: bool) 
 
 @judge_safely
 def judge_noise_schedule(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "NoiseSchedule")
+    raise_error(data, "NoiseSchedule")
     for size in SCHEDULE_SIZES:
         tables = ddpm_tables(size)
         buffers = set(data[f"buffers_{size}"])
@@ -218,7 +218,7 @@ def _mixing_mistakes(noised, img, noise, steps: torch.Tensor, tables: dict) -> O
 
 @judge_safely
 def judge_noise_img(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "noise_img")
+    raise_error(data, "noise_img")
     _schedule_error(data)
     tables = ddpm_tables(NOISE_STEPS)
     img = _images(seed, "noise_img/img", NOISE_SHAPE).double()
@@ -289,7 +289,7 @@ def probe_reconstruct(reconstruct, NoiseSchedule, seed: int = SEED, device: Opti
 
 @judge_safely
 def judge_reconstruct(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "reconstruct")
+    raise_error(data, "reconstruct")
     _schedule_error(data)
     noisy, noise, steps = (v.double() if v.is_floating_point() else v for v in _reconstruct_inputs(seed))
     tables = ddpm_tables(NOISE_STEPS)

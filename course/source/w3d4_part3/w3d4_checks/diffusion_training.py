@@ -15,8 +15,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .diffusion import SIGMAS, ddpm_tables
-from .judging import fmt, is_close, judge_safely, raise_probe_error, tensor_at
+from .diffusion import SIGMAS, ddpm_tables, raise_error
+from .judging import fmt, is_close, judge_safely, tensor_at
 from .probing import count_params, plain, run_probe
 from .seeding import SEED, randint, randn, uniform
 
@@ -65,7 +65,7 @@ def probe_tiny_diffuser(TinyDiffuser, seed: int = SEED, device: Optional[str] = 
 
 @judge_safely
 def judge_tiny_diffuser(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "TinyDiffuser")
+    raise_error(data, "TinyDiffuser")
     if "DiffusionModel" not in data["classes"]:
         raise AssertionError("TinyDiffuser must subclass DiffusionModel (class TinyDiffuser(DiffusionModel)).")
     if data["img_shape"] != str(TINY_SHAPE):
@@ -156,7 +156,7 @@ def _implied_noise(call: dict, x0: torch.Tensor, alpha_bars: torch.Tensor) -> to
 
 @judge_safely
 def judge_train_loop(data: dict, seed: int = SEED) -> str:
-    raise_probe_error(data, "train")
+    raise_error(data, "train")
     calls, losses = data["calls"], data["losses"]
     if data["log_type"] != "TrainLog" or isinstance(losses, str):
         raise AssertionError(f"train returned a {data['log_type']}: return TrainLog(losses, seconds), with losses a "
