@@ -73,10 +73,12 @@ def notebook_code(path: Path) -> str:
 def release_imports() -> dict[str, list[str]]:
     """Third-party module -> the released files that import them, over every lesson's release."""
     found: dict[str, list[str]] = {}
+    releases = [paths.REPO / lesson.release_dir for lesson in paths.LESSONS.values()]
+    # the modules beside the notebooks, and the packages (the checks library): the checks library is the
+    # same in every lesson, and imports part 2's neighbours only when part 2's checks run
+    local = {p.stem for r in releases for p in r.glob("*.py")} | {p.parent.name for r in releases for p in r.glob("*/__init__.py")}
     for lesson in paths.LESSONS.values():
         release = paths.REPO / lesson.release_dir
-        # the modules beside the notebook, and the packages (the checks library)
-        local = {p.stem for p in release.glob("*.py")} | {p.parent.name for p in release.glob("*/__init__.py")}
         sources = {lesson.notebook: notebook_code(release / lesson.notebook)}
         sources |= {f"{lesson.assignment}/{p.relative_to(release).as_posix()}": p.read_text(encoding="utf-8")
                     for p in sorted(release.rglob("*.py"))}
