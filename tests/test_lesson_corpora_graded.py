@@ -19,6 +19,7 @@ from grader.course.commands import tool_env
 from grader.course.workspace import Workspace
 from grader.grading.verdicts import Verdict
 from grader.lesson.samples import _solution_answers
+from mutants import BEGIN, END
 
 pytestmark = pytest.mark.slow  # sandboxes
 
@@ -42,10 +43,15 @@ def _without_future(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("from __future__"))
 
 
+def _unmarked(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if line.strip() not in (BEGIN, END))
+
+
 def _mutated(answers: dict[str, str], edits) -> dict[str, str]:
-    """The solution's answers with a mutant's edits, each applied in the one answer cell holding it."""
+    """The solution's answers with a mutant's edits, each applied in the one answer cell holding it
+    (answers are written without the solution markers, so the edits are read without them too)."""
     edited = dict(answers)
-    for old, new in edits:
+    for old, new in ((_unmarked(old), _unmarked(new)) for old, new in edits):
         holders = [g for g, text in edited.items() if old in text]
         assert len(holders) == 1, (old, holders)
         edited[holders[0]] = edited[holders[0]].replace(old, new)
@@ -58,10 +64,14 @@ def part1_class() -> tuple[dict[str, nbformat.NotebookNode], dict[str, tuple[str
 
     release, answers = _lesson_notebooks("w3d4_part1")
     notebooks = {}
+    last = list(answers)[-1]
     for name in part1.VARIANTS:
-        # Each answer cell holds the whole variant: the last definitions of every name are the variant's.
+        # The variant answers every exercise at once, so it goes in the last answer cell (the earlier ones
+        # keep their stubs, and their demos fail as they would for a student who answers at the end).
+        # It imports the lesson's given classes from part 1's module, which the notebook defines itself.
         code = _without_future((part1.HERE / "variants" / f"{name}.py").read_text(encoding="utf-8"))
-        notebooks[f"correct_{name}"] = _filled(release, dict.fromkeys(answers, code))
+        code = "\n".join(line for line in code.splitlines() if not line.startswith("from w3d4_part1_"))
+        notebooks[f"correct_{name}"] = _filled(release, {last: code})
     chosen = {m.test: m for m in MISTAKES}  # one mistake per exercise
     for mistake in chosen.values():
         notebooks[f"mutant_{mistake.name}"] = _filled(release, _mutated(answers, mistake.edits))

@@ -47,7 +47,7 @@ def runs(tmp_path_factory):
 def test_the_solution_passes_every_test_cell_and_raises_nowhere(runs, assignment):
     nb = runs(assignment, "solution")
     cells = graded_cells(nb)
-    assert len(cells) >= 3
+    assert len(cells) >= 2
     for cell in cells:
         assert "PASS" in output_text(cell), f"{cell.metadata['nbgrader']['grade_id']}:\n{output_text(cell)}"
     errors = [(c.id, o.get("ename"), o.get("evalue")) for c in nb.cells for o in c.get("outputs", [])

@@ -79,6 +79,7 @@ def build(root: Path = paths.REPO) -> list[str]:
                 shutil.rmtree(root / folder)
             shutil.copytree(Path(scratch) / folder, root / folder)
         for module in GENERATED_MODULES:
+            (root / module).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(scratch) / module, root / module)
     (root / paths.BUILD_MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (root / paths.BUILD_MANIFEST).write_text(json.dumps(fresh, indent=1, sort_keys=True) + "\n")
