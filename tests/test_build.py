@@ -283,3 +283,12 @@ def test_part1_module_is_generated_from_the_part1_lesson():
         for name in ("DiffusionModel", "NoiseSchedule", "TrainConfig", "TrainLog", "noise_img", "reconstruct",
                      "train", "sample", "show_images"):
             assert name in namespace, f"part 1's module lacks {name}"
+
+
+def test_every_exercise_belongs_to_a_lesson_of_the_course():
+    """An exercise whose `assignment` names no lesson would never be built or graded."""
+    from w3d4_checks import EXERCISES
+
+    assert {exercise.assignment for exercise in EXERCISES.values()} == set(paths.LESSONS)
+    for assignment in paths.LESSONS:
+        assert build._exercises(assignment), f"{assignment} has no exercise"
