@@ -165,7 +165,9 @@ def test_the_other_lessons_show_every_figure_and_formula(day_server, browser, da
             page.goto(html_export(notebook, tmp_path, "--embed-images").as_uri(), wait_until="domcontentloaded")
             check_page(page, notebook, f"html-{assignment}")
         else:
-            route = "lab/tree" if viewer == "jupyterlab" else "notebooks"
+            # JupyterLab reopens the tabs of its last session: a workspace of the lesson's own keeps the
+            # other lesson's notebook (and its cells) off the page.
+            route = f"lab/workspaces/{assignment}/tree" if viewer == "jupyterlab" else "notebooks"
             page.goto(day_server.page(f"{route}/{assignment}/{notebook.name}"))
             check_page(page, notebook, f"{viewer}-{assignment}", ".jp-WindowedPanel-outer", day_server)
     finally:
