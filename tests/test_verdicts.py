@@ -97,3 +97,16 @@ def test_a_quoted_formula_stays_within_the_limit(length):
     cleaned = clean(text)
     assert len(cleaned) <= MAX and cleaned.startswith("'=")
     assert cleaned == ("'" + text if length < MAX else "'" + text[: MAX - 4] + "...")
+
+
+def test_the_checks_library_loads_once_when_judges_start_together():
+    """Judges run in threads: the first ones to start must not load the checks library over each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader.grading import verdicts
+
+    verdicts._trusted_checks.cache_clear()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        modules = list(pool.map(lambda _: verdicts.trusted_checks(), range(8)))
+    assert all(module is modules[0] for module in modules)
+    assert "groupnorm" in modules[0].EXERCISES

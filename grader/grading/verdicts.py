@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -77,9 +78,19 @@ def verdict_path(verdict_dir: Path, student: str, assignment: str, notebook: str
     return verdict_dir / assignment / student / f"{notebook}.json"
 
 
-@cache
+_LOADING = threading.Lock()
+
+
 def trusted_checks() -> ModuleType:
-    """The grader's own copy of the checks library, under a private name."""
+    """The grader's own copy of the checks library, under a private name. Loaded once per process,
+    under a lock: judges run in threads, and two loads at once would each take the package's
+    private name out of sys.modules while the other is still running its modules."""
+    with _LOADING:
+        return _trusted_checks()
+
+
+@cache
+def _trusted_checks() -> ModuleType:
     return load_package(TRUSTED_NAME, paths.CHECKS_PACKAGE)
 
 
