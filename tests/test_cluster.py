@@ -287,7 +287,7 @@ def test_feedback_pages_rendered_on_the_workers_are_the_local_ones(in_process, t
     answers = {"ada": lambda page: "<p>cluster</p>" + page, "ben": lambda page: 42,
                "cleo": lambda page: page + "x" * 1000}  # a page, not a page, a page too large
     monkeypatch.setattr(autograded, "render_remote",
-                        lambda text, grades, sid: answers[sid](real(text, grades, sid)))
+                        lambda text, grades, sid, assignment: answers[sid](real(text, grades, sid, assignment)))
     for page in pages.values():
         page.unlink()
     finish(workspace, students, 1, scheduler=in_process)
