@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import paths
 from ..grading.sandbox import Limits
+from ..grading.verdicts import verdict_path
 from . import database
 from .commands import nbgrader
 
@@ -56,7 +57,7 @@ class Workspace:
 
     def verdict(self, student_id: str) -> Path:
         """Where this assignment's verdict for one student is saved."""
-        return self.verdicts / self.lesson.assignment / student_id / f"{self.lesson.notebook_id}.json"
+        return verdict_path(self.verdicts, student_id, self.lesson.assignment, self.lesson.notebook_id)
 
     def nbgrader(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return nbgrader(self.root, *args, check=check)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import jupytext
 
+from ..grading.verdicts import SKIP_TAG
 from .build import GENERATED_NOTE, SOLUTION_BEGIN, SOLUTION_END, BuildError, _rel
 
-SKIP_TAG = "skip-when-grading"
 DOCSTRING = '"""{title}: the definitions of its lesson, for the lessons that build on it.\n\nEvery code cell of {source} except its tests and demos.\n"""\n'
 
 
